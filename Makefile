@@ -1,0 +1,31 @@
+# The README's two commands: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := build/demo
+
+.PHONY: demo test sysdeps bench clean
+
+sysdeps:
+	@bash tools/sysdeps.sh
+
+$(STAMP): pyproject.toml tools/sysdeps.sh
+	@bash tools/sysdeps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json
+	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/search_speed.py
+
+clean:
+	rm -rf build $(VENV)

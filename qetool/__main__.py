@@ -1,0 +1,3 @@
+from qetool.cli import main
+
+main()

@@ -1,0 +1,149 @@
+"""Packed layouts and their exact byte counts (contracts section 6, Flash side).
+
+Bit order, for weights and activations alike: a tensor is a little-endian bit stream; element e
+(in its layout order) occupies stream bits [e*b, (e+1)*b), stream bit j being bit (j % 8) of byte
+j // 8, least significant bit first. Elements cross byte boundaries for b = 3, 5, 6, 7.
+
+Layouts: activations HWC (channel fastest). Conv weights OHWI for the stem and 1x1 convs (one
+output channel's weights contiguous); depthwise weights CHW (one channel's k*k taps contiguous,
+as the in-place depthwise kernel works one channel plane at a time).
+Every array starts on a 4-byte boundary, so each is rounded up to 4 bytes.
+
+Model Flash = packed weights + per-channel data + head + kernel code (`model_flash`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qetool.arch import Arch, Layer, layers
+
+ALIGN = 4
+"""Every array (weights, per-channel data, activation buffer) starts on this many bytes."""
+CHANNEL_BYTES = 9
+"""Per output channel: bias int32 + multiplier M int32 + shift n int8 (contracts section 3)."""
+RESIDUAL_CHANNEL_BYTES = 4
+"""Extra per output channel of a project with a residual: Mx int32."""
+
+KERNEL_CODE_BYTES = {
+    "runtime": 900,
+    "conv": 700,
+    "conv1x1": 650,
+    "conv1x1_residual": 250,
+    "dwconv": 800,
+    "head": 250,
+}
+"""Code bytes (Thumb-2, -O2) of each kernel the model may instantiate; `runtime` is the shared
+pack/unpack and requantization code. An estimate until the firmware measures the ELF."""
+LAYER_CALL_BYTES = 48
+"""Code bytes of one layer's call in qe_model_run() (arguments and call). An estimate."""
+
+
+def align(n: int) -> int:
+    """Round `n` bytes up to ALIGN."""
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+def packed_bytes(count: int, bits: int) -> int:
+    """Bytes of `count` elements of `bits` bits packed densely: ceil(count * bits / 8)."""
+    return (count * bits + 7) // 8
+
+
+def act_bytes(h: int, w: int, c: int, bits: int) -> int:
+    """Activation buffer: ceil(H * W * C * bits / 8) rounded up to 4 bytes."""
+    return align(packed_bytes(h * w * c, bits))
+
+
+def weight_bytes(params: int, bits: int) -> int:
+    """One layer's packed weights: ceil(params * bits / 8) rounded up to 4 bytes."""
+    return align(packed_bytes(params, bits))
+
+
+def channel_bytes(cout: int, residual: bool) -> int:
+    """One layer's per-channel data: 9 bytes a channel (13 with a residual), rounded up to 4."""
+    return align(CHANNEL_BYTES * cout) + (RESIDUAL_CHANNEL_BYTES * cout if residual else 0)
+
+
+RESIDUAL_KERNEL = "conv1x1_residual"
+"""The kernel of a project that adds a residual; other layers' kernel is their op."""
+
+
+def kernel_name(layer: Layer) -> str:
+    """The kernel a layer instantiates (a key of KERNEL_CODE_BYTES)."""
+    return RESIDUAL_KERNEL if layer.residual else layer.op
+
+
+def code_bytes(kernels: set[str], n_layers: int) -> int:
+    """Code bytes: the runtime, each distinct kernel once, and one call per layer."""
+    return (KERNEL_CODE_BYTES["runtime"] + sum(KERNEL_CODE_BYTES[k] for k in kernels)
+            + LAYER_CALL_BYTES * n_layers)
+
+
+def kernel_code_bytes(ls: list[Layer]) -> int:
+    """code_bytes of the kernels a layer list instantiates."""
+    return code_bytes({kernel_name(layer) for layer in ls}, len(ls))
+
+
+@dataclass(frozen=True)
+class LayerFlash:
+    """Flash bytes of one layer: packed weights and per-channel data."""
+
+    id: str
+    weights: int
+    channel: int
+
+
+@dataclass(frozen=True)
+class Flash:
+    """Model Flash (contracts section 6), in bytes."""
+
+    layers: tuple[LayerFlash, ...]
+    code: int
+
+    @property
+    def weights(self) -> int:
+        return sum(f.weights for f in self.layers)
+
+    @property
+    def channel(self) -> int:
+        return sum(f.channel for f in self.layers)
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.channel + self.code
+
+
+def layer_flash(layer: Layer) -> LayerFlash:
+    return LayerFlash(layer.id, weight_bytes(layer.params, layer.bits_w),
+                      channel_bytes(layer.cout, layer.residual is not None))
+
+
+def model_flash(arch: Arch) -> Flash:
+    """Every layer's weights and per-channel data (the head included) plus kernel code."""
+    ls = layers(arch)
+    return Flash(tuple(layer_flash(layer) for layer in ls), kernel_code_bytes(ls))
+
+
+# ---------------------------------------------------------------------------------------------
+# Packing itself (numpy): the bit order above, for any width 1..8.
+
+
+def pack_bits(codes: np.ndarray, bits: int) -> bytes:
+    """Pack integer codes (signed or unsigned, any shape, C order) into the bit stream.
+    Signed codes are stored in two's complement in `bits` bits."""
+    flat = np.asarray(codes, dtype=np.int64).reshape(-1) & ((1 << bits) - 1)
+    shifts = np.arange(bits, dtype=np.int64)
+    stream = ((flat[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)
+    return np.packbits(stream, bitorder="little").tobytes()
+
+
+def unpack_bits(data: bytes, bits: int, count: int, signed: bool) -> np.ndarray:
+    """Inverse of pack_bits: `count` codes as int32."""
+    stream = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+    stream = stream[: count * bits].reshape(count, bits).astype(np.int32)
+    vals = (stream << np.arange(bits, dtype=np.int32)).sum(axis=1, dtype=np.int32)
+    if signed:
+        vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
+    return vals.astype(np.int32)

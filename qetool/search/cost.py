@@ -1,0 +1,91 @@
+"""The search's cost model: model Flash and peak SRAM of a candidate in closed form, per block
+instance, from the byte counts of qetool.compiler.pack and the scratch sizes of
+qetool.compiler.plan. Tests prove the totals equal `model_flash(arch)` and `plan(arch)`.
+
+A block instance is described by its geometry `Geom = (h, cin, btn, cout, kernel, stride)`
+(h = input height = width in px; btn = 0 for the stem). Its tables, cached per geometry, give
+bytes for every bit width, so evaluating a candidate is only list indexing:
+
+    sram_table(g)[a][a_next]: the block's peak live bytes Z (contracts section 6) with its own
+        bits_a = a and the next block's bits_a = a_next (the bits of its output tensor):
+        stem:   image + output + scratch
+        block:  max(x + E + s_e,  r*x + E + s_d,  r*x + E + y + s_p),  r = 1 with a residual
+    flash_table(g)[w]: packed weights + per-channel data of its layers at bits_w = w.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from qetool.arch import HEAD_BITS, out_size
+from qetool.compiler.pack import RESIDUAL_KERNEL, act_bytes, channel_bytes, code_bytes, weight_bytes
+from qetool.compiler.plan import scratch_bytes
+
+Geom = tuple[int, int, int, int, int, int]
+_NO_PAD = (0, 0, 0, 0)
+_BITS = range(9)  # table index = bit width; entries below the format's minimum are unused
+
+
+def is_residual(g: Geom) -> bool:
+    h, cin, btn, cout, k, s = g
+    return btn > 0 and s == 1 and cin == cout
+
+
+@lru_cache(maxsize=None)
+def sram_table(g: Geom) -> tuple[tuple[int, ...], ...]:
+    """Peak live bytes of instance `g`, indexed [bits_a][bits_a of the next block]."""
+    h, cin, btn, cout, k, s = g
+    ho = out_size(h, s)
+    p = k // 2
+    table = []
+    for a in _BITS:
+        row = []
+        for an in _BITS:
+            if a == 0 or an == 0:
+                row.append(0)
+                continue
+            y = act_bytes(ho, ho, cout, an)
+            if btn == 0:
+                row.append(act_bytes(h, h, cin, a) + y
+                           + scratch_bytes("conv", k, cin, h, h, (p, p, p, p)))
+                continue
+            x = act_bytes(h, h, cin, a)
+            e = act_bytes(h, h, btn, a)
+            keep = x if is_residual(g) else 0
+            row.append(max(x + e + scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD),
+                           keep + e + scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p)),
+                           keep + e + y + scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD)))
+        table.append(tuple(row))
+    return tuple(table)
+
+
+@lru_cache(maxsize=None)
+def flash_table(g: Geom) -> tuple[int, ...]:
+    """Flash bytes (weights + per-channel data) of instance `g`, indexed by bits_w."""
+    h, cin, btn, cout, k, s = g
+    out = []
+    for w in _BITS:
+        if btn == 0:
+            out.append(weight_bytes(cout * cin * k * k, w) + channel_bytes(cout, False))
+        else:
+            out.append(weight_bytes(cin * btn, w) + channel_bytes(btn, False)
+                       + weight_bytes(btn * k * k, w) + channel_bytes(btn, False)
+                       + weight_bytes(btn * cout, w) + channel_bytes(cout, is_residual(g)))
+    return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def head_sram(h: int, c: int) -> int:
+    """The head's step: the last block's 8-bit output (h x h x c) plus one int32 per channel."""
+    return act_bytes(h, h, c, HEAD_BITS) + scratch_bytes("head", 1, c, h, h, _NO_PAD)
+
+
+@lru_cache(maxsize=None)
+def fixed_flash(c: int, classes: int, n_blocks: int, residual: bool) -> int:
+    """Flash that no bit width changes: the 8-bit head and the kernel code of a model with
+    `n_blocks` mbconv instances."""
+    kernels = {"conv", "conv1x1", "dwconv", "head"}
+    if residual:
+        kernels.add(RESIDUAL_KERNEL)
+    return (weight_bytes(c * classes, HEAD_BITS) + channel_bytes(classes, False)
+            + code_bytes(kernels, 2 + 3 * n_blocks))

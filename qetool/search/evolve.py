@@ -1,0 +1,153 @@
+"""Zero-shot evolutionary search: each iteration picks a random parent from the population,
+mutates it, refines its bits with QBR, scores it and keeps the best `population` candidates.
+
+Ranking: higher QE-score, then fewer Flash bytes, then a stable hash of the genome (CRC-32 of
+its ints), so a run is reproducible bit for bit from its seed. A genome already in the
+population is not added twice.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from array import array
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
+
+from qetool.arch import HEAD_BITS, Arch, out_size
+from qetool.errors import QetoolError
+from qetool.search import cost, qbr, score, space
+from qetool.search.space import Genome
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Budgets in bytes, resolution in px."""
+
+    sram_budget: int
+    flash_budget: int
+    resolution: int = 160
+    num_classes: int = 2
+    population: int = 512
+    iterations: int = 500_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A scored, refined genome: QE-score, model Flash and peak SRAM in bytes."""
+
+    genome: Genome
+    qe_score: float
+    flash_bytes: int
+    peak_sram_bytes: int
+
+    @cached_property
+    def key(self) -> tuple[float, int, int]:
+        """Sort key, larger is better."""
+        return (self.qe_score, -self.flash_bytes, genome_hash(self.genome))
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    best: Candidate
+    iterations_done: int
+    evaluated: int
+    accepted: int
+    interrupted: bool
+
+    def arch(self, cfg: SearchConfig) -> Arch:
+        return space.to_arch(self.best.genome, cfg.resolution, cfg.num_classes)
+
+
+def genome_hash(genome: Genome) -> int:
+    """CRC-32 of the genome's ints in order: stable across runs and machines."""
+    flat = array("H")
+    for k, s, cin, cout, btn, ba, bw in genome:
+        flat.extend((k, s, cin, cout, btn, len(ba), *ba, *bw))
+    return zlib.crc32(flat.tobytes())
+
+
+def genome_score(genome: Genome) -> float:
+    """QE-score from the cached per-layer terms (equal to score.qe_score of its arch)."""
+    terms: list[float] = []
+    for r, (k, s, cin, cout, btn, ba, bw) in enumerate(genome):
+        if r == 0:
+            terms.append(score.layer_term(k, cin, ba[0], bw[0]))
+            continue
+        for rep, (a, w) in enumerate(zip(ba, bw)):
+            terms.extend(score.block_terms(k, cin if rep == 0 else cout, btn, a, w))
+    return score.qe_from_terms(terms)
+
+
+def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate | None:
+    """QBR then score; None when the candidate cannot fit the budgets."""
+    geoms = space.instances(genome, cfg.resolution)
+    h, _, _, cout, _, s = geoms[-1]
+    last_h = out_size(h, s)
+    ba, bw = space.flat_bits(genome)
+    fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1,
+                             any(cost.is_residual(g) for g in geoms))
+    refined = qbr.refine(geoms, ba, bw, cfg.sram_budget, cfg.flash_budget, fixed,
+                         cost.head_sram(last_h, cout), HEAD_BITS, space.BITS_A, space.BITS_W, rng)
+    if refined is None:
+        return None
+    child = space.with_flat_bits(genome, refined.bits_a, refined.bits_w)
+    return Candidate(child, genome_score(child), refined.flash_bytes, refined.peak_sram_bytes)
+
+
+class Evolution:
+    """One search run. Creating it evaluates the starting genome (a user error when even that
+    does not fit); `run` evolves the population."""
+
+    def __init__(self, cfg: SearchConfig):
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        first = evaluate(space.initial_genome(), cfg, self.rng)
+        if first is None:
+            raise QetoolError(
+                f"no network fits SRAM {cfg.sram_budget} B and Flash {cfg.flash_budget} B at "
+                f"{cfg.resolution} px: even the smallest start does not (raise a budget or "
+                f"lower --resolution)")
+        self.first = first
+
+    def run(self, progress: Callable[[int, Candidate], None] | None = None,
+            progress_every: int = 1000) -> SearchResult:
+        """Evolve. `progress(iterations_done, best)` is called every `progress_every`
+        iterations. Ctrl-C (KeyboardInterrupt) ends the run early with the best so far."""
+        cfg, rng, first = self.cfg, self.rng, self.first
+        heap: list[tuple[tuple[float, int, int], Candidate]] = [(first.key, first)]
+        members = {first.genome}
+        best = first
+        evaluated = accepted = done = 0
+        interrupted = False
+        try:
+            for done in range(1, cfg.iterations + 1):
+                parent = heap[rng.randrange(len(heap))][1]
+                child = evaluate(space.mutate(parent.genome, rng), cfg, rng)
+                evaluated += 1
+                full = len(heap) >= cfg.population
+                if (child is not None and child.genome not in members
+                        and (not full or child.key > heap[0][0])):
+                    if full:
+                        members.discard(heapq.heapreplace(heap, (child.key, child))[1].genome)
+                    else:
+                        heapq.heappush(heap, (child.key, child))
+                    members.add(child.genome)
+                    accepted += 1
+                    if child.key > best.key:
+                        best = child
+                if progress is not None and done % progress_every == 0:
+                    progress(done, best)
+        except KeyboardInterrupt:
+            interrupted = True
+            done -= 1
+        return SearchResult(best, done, evaluated, accepted, interrupted)
+
+
+def search(cfg: SearchConfig, progress: Callable[[int, Candidate], None] | None = None,
+           progress_every: int = 1000) -> SearchResult:
+    """Evolution(cfg).run(progress, progress_every)."""
+    return Evolution(cfg).run(progress, progress_every)

@@ -1,0 +1,100 @@
+"""The memory plan and the Flash count: placements never overlap, the arena is exactly the
+largest live total, and the search's closed forms equal plan() and model_flash()."""
+
+import random
+
+import pytest
+from conftest import EXAMPLES
+from helpers import random_arch
+
+from qetool.arch import HEAD_BITS, blocks, layers, load, out_size
+from qetool.compiler.pack import KERNEL_CODE_BYTES, LAYER_CALL_BYTES, model_flash
+from qetool.compiler.plan import plan
+from qetool.search import cost, space
+
+
+def _check_placement(p):
+    for step in p.steps:
+        spans = sorted((p.buffers[n].offset, p.buffers[n].end, n) for n in step.live)
+        assert spans[0][0] >= 0 and spans[-1][1] <= p.arena_bytes
+        for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+            assert end <= start, f"{step.layer}: {a} overlaps {b}"
+        assert step.total == sum(p.buffers[n].size for n in step.live)
+    assert p.arena_bytes == max(s.total for s in p.steps)
+    for off in (b.offset for b in p.buffers.values()):
+        assert off % 4 == 0
+
+
+def _closed_form(arch):
+    geoms = space.instances(space.from_arch(arch), arch.resolution)
+    bl = blocks(arch)
+    ba = [b.bits_a for b in bl] + [HEAD_BITS]
+    peaks = [cost.sram_table(g)[ba[i]][ba[i + 1]] for i, g in enumerate(geoms)]
+    h, _, _, c, _, s = geoms[-1]
+    head = cost.head_sram(out_size(h, s), c)
+    flash = (sum(cost.flash_table(g)[b.bits_w] for g, b in zip(geoms, bl))
+             + cost.fixed_flash(c, arch.num_classes, len(bl) - 1, any(map(cost.is_residual, geoms))))
+    return peaks, head, flash
+
+
+def test_random_archs_plan_and_closed_forms_agree():
+    rng = random.Random(11)
+    for _ in range(300):
+        a = random_arch(rng)
+        p = plan(a)
+        _check_placement(p)
+        peaks, head, flash = _closed_form(a)
+        by_block = p.block_peaks()
+        assert peaks == [by_block[i] for i in range(len(peaks))]
+        assert head == by_block[len(peaks)]
+        assert p.arena_bytes == max(peaks + [head])
+        assert flash == model_flash(a).total
+
+
+def test_dw_output_shares_its_input_buffer():
+    p = plan(load(EXAMPLES / "paper_256k_1m.json"))
+    assert p.buffer_of("b1.dw") == p.buffers["b1.expand"]
+    assert p.buffers["image"].offset == 0
+
+
+def test_paper_network_pinned_by_hand():
+    a = load(EXAMPLES / "paper_256k_1m.json")
+    # Peak: b4 (row 2's second repetition, residual) at its project: input 40x40x48 at 8 bits,
+    # expanded 40x40x80 at 8 bits, output 40x40x48 at b5's 4 bits, scratch 2 * 80 bytes.
+    assert plan(a).arena_bytes == 40 * 40 * 48 + 40 * 40 * 80 + 40 * 40 * 48 * 4 // 8 + 160 == 243_360
+    # Flash, from the table: per layer ceil(params * bits / 8) and 9 bytes a channel (13 on a
+    # residual project), each array rounded to 4; 8-bit head; code table.
+    al = lambda n: -(-n // 4) * 4  # noqa: E731
+    table = [(5, 2, 8, 32, 32, (8, 8)), (5, 1, 32, 48, 80, (8, 8)), (5, 2, 48, 96, 112, (7, 7)),
+             (5, 1, 96, 96, 344, (5, 5)), (5, 2, 96, 96, 280, (5, 5)), (5, 1, 96, 128, 320, (4, 4)),
+             (5, 1, 128, 128, 256, (4, 5)), (5, 2, 128, 160, 240, (5, 4)), (3, 1, 160, 160, 192, (5, 5))]
+    weights = al(8 * 27 * 8 // 8)
+    channel = al(9 * 8)
+    exact = 8 * 27
+    for k, s, cin, cout, btn, bw in table:
+        for rep in range(2):
+            c = cin if rep == 0 else cout
+            res = (s == 1 or rep == 1) and c == cout
+            for params in (c * btn, btn * k * k, btn * cout):
+                weights += al(-(-params * bw[rep] // 8))
+                exact += -(-params * bw[rep] // 8)
+            channel += 2 * al(9 * btn) + al(9 * cout) + (4 * cout if res else 0)
+    weights += 160 * 2
+    channel += al(9 * 2)
+    code = (sum(KERNEL_CODE_BYTES.values()) + LAYER_CALL_BYTES * (2 + 3 * 18))
+    f = model_flash(a)
+    assert (f.weights, f.channel, f.code) == (weights, channel, code)
+    assert f.total == 659_130
+    assert f.weights - 320 <= 1.01 * exact  # packed weights within 1 % of the dense count
+
+
+def test_layers_count_matches_flash_rows():
+    a = load(EXAMPLES / "paper_256k_1m.json")
+    assert [f.id for f in model_flash(a).layers] == [l.id for l in layers(a)]
+
+
+@pytest.mark.parametrize("res", [7, 9, 31])
+def test_odd_resolutions(res):
+    rng = random.Random(res)
+    for _ in range(20):
+        _check_placement(plan(random_arch(rng, resolution=res)))

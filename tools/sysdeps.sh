@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages qetool needs, only those missing: Python venv support, the host C
+# compiler (host bit-exact tests), the Arm toolchain and QEMU (firmware and emulator).
+set -euo pipefail
+need=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip)
+command -v gcc >/dev/null || need+=(gcc)
+command -v make >/dev/null || need+=(make)
+command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
+[ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -e /usr/lib/arm-none-eabi/lib/libc.a ] || need+=(libnewlib-arm-none-eabi)
+command -v qemu-system-arm >/dev/null || need+=(qemu-system-arm)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${need[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
