@@ -88,6 +88,25 @@ def score(arch_json, board, as_json):
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
 
 
+@cli.command("compile")
+@click.argument("arch_json", type=click.Path(dir_okay=False))
+@click.option("--board", required=True, help="Target board (boards/NAME.toml).")
+@click.option("--weights", type=click.Path(dir_okay=False),
+              help="Weights file (model.npz); default: seeded random weights, calibrated.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--force", is_flag=True, help="Compile even when over the board's budgets.")
+@click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
+def compile_cmd(arch_json, board, weights, seed, force, output):
+    """Lower a network to integer C with packed sub-byte tensors and a static arena."""
+    from qetool.compiler.compile import compile_model, over_budget, report_table
+
+    c = compile_model(arch_json, board, output, weights, seed, force)
+    click.echo(report_table(c.report))
+    for line in over_budget(c.report):
+        click.echo(f"warning: {line} (compiled with --force)", err=True)
+    click.echo(f"model {c.model.model_hash} -> {output}/")
+
+
 def main() -> None:
     """Entry point: run the CLI; a user error is one line on stderr and exit code 2."""
     try:

@@ -94,3 +94,13 @@ def test_progress_is_reported_at_every_interval():
     search(SearchConfig(128 * 1024, 512 * 1024, resolution=64, population=8, iterations=2000),
            lambda done, best: seen.append(done), 100)
     assert seen == list(range(100, 2001, 100))
+
+
+def test_cli_and_search_stay_free_of_torch():
+    code = ("import sys, qetool.cli, qetool.search.evolve, qetool.search.summary; "
+            "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "torch" not in r.stdout
+    r = subprocess.run([sys.executable, "-c", "import sys, qetool.cli; print('numpy' in sys.modules)"],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "False"  # --help never loads numpy

@@ -147,3 +147,27 @@ def unpack_bits(data: bytes, bits: int, count: int, signed: bool) -> np.ndarray:
     if signed:
         vals = np.where(vals >= 1 << (bits - 1), vals - (1 << bits), vals)
     return vals.astype(np.int32)
+
+
+LAYOUTS = {"conv": "OHWI", "conv1x1": "OI", "dwconv": "CHW", "head": "KC (int8)"}
+"""The order each kernel reads its weights in (see the module docstring)."""
+
+
+def kernel_order(op: str, w_oihw: np.ndarray) -> np.ndarray:
+    """Weight codes (OIHW, as the weights file holds them) in the order the kernel reads them."""
+    if op == "conv":
+        return w_oihw.transpose(0, 2, 3, 1)
+    if op == "dwconv":
+        return w_oihw[:, 0]
+    return w_oihw.reshape(w_oihw.shape[0], -1)  # 1x1 (O, I, 1, 1) and the head's (K, C)
+
+
+def pack_padded(codes: np.ndarray, bits: int) -> bytes:
+    """pack_bits, zero-padded to ALIGN bytes: an array exactly as the C code stores it."""
+    data = pack_bits(codes, bits)
+    return data + bytes(align(len(data)) - len(data))
+
+
+def pack_weights(op: str, w_oihw: np.ndarray, bits: int) -> bytes:
+    """A layer's weights as stored in Flash: kernel order, packed, padded (weight_bytes long)."""
+    return pack_padded(kernel_order(op, w_oihw), bits)

@@ -1,0 +1,41 @@
+/* Host runner (tests, bit-exact checks): runs a generated model on the build machine.
+ *
+ * usage: runner N < images > results
+ * Reads N packed inputs of QE_INPUT_BYTES each from stdin. For each, writes to stdout every
+ * layer's output buffer right after the layer ran (qe_layer_info[i].out_bytes bytes each, in
+ * layer order), then QE_NUM_CLASSES int8 logits and one byte with the class.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "host_hooks.h"
+#include "model.h"
+
+void qe_host_layer_end(int index)
+{
+    const qe_layer_info_t *info = &qe_layer_info[index];
+    if (info->out_bytes &&
+        fwrite(qe_model_arena() + info->out_off, 1, info->out_bytes, stdout) != info->out_bytes) {
+        exit(3);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 1;
+    long i;
+    for (i = 0; i < n; i++) {
+        int8_t logits[QE_NUM_CLASSES];
+        unsigned char label;
+        if (fread(qe_model_input(), 1, QE_INPUT_BYTES, stdin) != QE_INPUT_BYTES) {
+            fprintf(stderr, "runner: short input for image %ld\n", i);
+            return 2;
+        }
+        label = (unsigned char)qe_model_run(logits);
+        if (fwrite(logits, 1, QE_NUM_CLASSES, stdout) != QE_NUM_CLASSES ||
+            fwrite(&label, 1, 1, stdout) != 1) {
+            return 3;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,119 @@
+"""`qetool compile`: arch.json (+ weights) -> lower -> plan -> pack -> render -> build/.
+
+With no weights file, seeded random weights calibrated on a random image (calibrate.py) are
+used and written to build/weights.npz in the weights-file format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qetool import arch as A
+from qetool import checkpoint
+from qetool.compiler.calibrate import random_checkpoint
+from qetool.compiler.lower import LoweredModel, lower
+from qetool.compiler.pack import model_flash
+from qetool.compiler.plan import Plan, plan
+from qetool.compiler.render import manifest, render_sources, to_json, write_build
+from qetool.errors import QetoolError
+from qetool.target.boards import Board, load_board
+from qetool.table import render
+from qetool.units import fmt_size
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The compiler's outputs in memory (written to build/ by compile_model)."""
+
+    model: LoweredModel
+    plan: Plan
+    report: dict
+    sources: dict[str, str]
+    weights: checkpoint.Checkpoint
+
+
+def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
+    """report.json (contracts section 8): Flash split, arena, per-layer rows, board limits."""
+    flash = model_flash(model.arch)
+    layers = []
+    for layer, f in zip(model.layers, flash.layers):
+        buf = p.buffer_of(layer.id) if layer.op != "head" else None
+        layers.append({
+            "id": layer.id, "op": layer.op, "bits_in": layer.bits_x, "bits_w": layer.bits_w,
+            "bits_out": layer.bits_y, "params": int(layer.weights.size),
+            "weight_bytes": f.weights, "channel_bytes": f.channel,
+            "bytes": f.weights + f.channel,
+            "arena": {"offset": buf.offset, "bytes": p.buffers[layer.id].size} if buf else None,
+            "scratch_bytes": p.buffers[f"{layer.id}.scratch"].size,
+            "constant_channels": int((layer.m == 0).sum())})
+    return {
+        "model_hash": model.model_hash, "board": board.name,
+        "model_flash_bytes": flash.total, "weights_flash_bytes": flash.weights,
+        "channel_data_bytes": flash.channel, "code_flash_bytes": flash.code,
+        "arena_bytes": p.arena_bytes,
+        "budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
+        "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
+        "layers": layers}
+
+
+def over_budget(report: dict) -> list[str]:
+    """What exceeds the board's budgets, and by how many bytes."""
+    out = []
+    for what, used, budget in (("model Flash", report["model_flash_bytes"], report["budget_flash_bytes"]),
+                               ("arena SRAM", report["arena_bytes"], report["budget_sram_bytes"])):
+        if used > budget:
+            out.append(f"{what} {used:,} B is over the {report['board']} budget {budget:,} B "
+                       f"by {used - budget:,} B")
+    return out
+
+
+def report_table(report: dict) -> str:
+    """The report as a table: per layer, then totals against the board."""
+    rows = []
+    for r in report["layers"]:
+        arena = r["arena"]
+        rows.append((r["id"], r["op"], f"a{r['bits_in']}/w{r['bits_w']}", f"{r['params']:,}",
+                     f"{r['weight_bytes']:,}", f"{r['channel_bytes']:,}",
+                     f"{arena['offset']:,}-{arena['offset'] + arena['bytes']:,}" if arena else "-"))
+    foot = [("total", "", "", f"{sum(r['params'] for r in report['layers']):,}",
+             f"{report['weights_flash_bytes']:,}", f"{report['channel_data_bytes']:,}",
+             f"{report['arena_bytes']:,}")]
+    lines = [render(("layer", "op", "bits", "params", "weights B", "channel B", "arena slice"), rows, foot), ""]
+    wf, cd = report["weights_flash_bytes"], report["channel_data_bytes"]
+    lines.append(f"per-channel data {cd:,} B ({100 * cd / max(1, wf):.1f} % of the packed weights)")
+    for what, used, budget, limit in (
+            ("model Flash", report["model_flash_bytes"], report["budget_flash_bytes"], report["limit_flash_bytes"]),
+            ("arena SRAM ", report["arena_bytes"], report["budget_sram_bytes"], report["limit_sram_bytes"])):
+        lines.append(f"{what} {used:>10,} B ({fmt_size(used)}): {100 * used / budget:5.1f} % of the "
+                     f"budget {budget:,} B, {100 * used / limit:5.1f} % of {report['board']}'s {fmt_size(limit)}")
+    return "\n".join(lines)
+
+
+def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
+                 seed: int = 0) -> Compiled:
+    """Everything compile does, in memory."""
+    ck = checkpoint.load(weights, arch) if weights else random_checkpoint(arch, seed)
+    model = lower(ck)
+    p = plan(arch)
+    return Compiled(model, p, build_report(model, p, board), render_sources(model, p), ck)
+
+
+def compile_model(arch_path: str | Path, board_name: str, out_dir: str | Path,
+                  weights: str | Path | None = None, seed: int = 0, force: bool = False) -> Compiled:
+    """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/).
+    Over the board's budgets is a user error unless `force`."""
+    arch = A.load(arch_path)
+    board = load_board(board_name)
+    c = compile_arch(arch, board, weights, seed)
+    over = over_budget(c.report)
+    if over and not force:
+        raise QetoolError("; ".join(over) + " (--force compiles anyway)")
+    files: dict[str, bytes | str] = {
+        "manifest.json": to_json(manifest(c.model, c.plan, board.name)),
+        "report.json": to_json(c.report),
+        "lowered.npz": c.model.to_bytes(),
+        "weights.npz": checkpoint.to_bytes(c.weights),
+        **{f"src/{name}": text for name, text in c.sources.items()}}
+    write_build(Path(out_dir), files)
+    return c

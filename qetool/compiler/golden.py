@@ -1,0 +1,133 @@
+"""The golden model: a numpy integer interpreter of the lowered graph (the executable
+specification of every C kernel), and a float64 fake-quant reference of the same network
+computed from the weights file.
+
+Both take image codes (H, W, C) and walk the layers in order. Tensors are int codes, HWC.
+Agreement (contracts section 10): golden vs C bit-exact; golden vs fake-quant within one output
+step per layer when fed the same input codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from qetool import arch as A
+from qetool.checkpoint import Checkpoint
+from qetool.compiler.lower import LoweredLayer, LoweredModel, code_range, tensor_step
+
+
+def conv_acc(x: np.ndarray, w: np.ndarray, stride: int, pad: tuple[int, int, int, int],
+             depthwise: bool) -> np.ndarray:
+    """Integer convolution sums, int64 (Ho, Wo, O), of codes x (H, W, C) and weight codes w
+    (OIHW). Padding is code 0. Computed in float64, exact while |sums| < 2^53."""
+    t, b, left, r = pad
+    xp = np.pad(np.asarray(x, dtype=np.float64), ((t, b), (left, r), (0, 0)))
+    o, _, kh, kw = w.shape
+    ho = (xp.shape[0] - kh) // stride + 1
+    wo = (xp.shape[1] - kw) // stride + 1
+    wf = w.astype(np.float64)
+    acc = np.zeros((ho, wo, o), dtype=np.float64)
+    for dy in range(kh):
+        for dx in range(kw):
+            patch = xp[dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride, :]
+            acc += patch * wf[:, 0, dy, dx] if depthwise else patch @ wf[:, :, dy, dx].T
+    return acc.astype(np.int64)
+
+
+def round_shift(v: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(v + 2^(n-1)) >> n with an arithmetic shift; v for n = 0 (int64, broadcast)."""
+    n = n.astype(np.int64)
+    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
+    return np.right_shift(v + half, n)
+
+
+def requantize(acc: np.ndarray, layer: LoweredLayer, res: np.ndarray | None = None) -> np.ndarray:
+    """y = clamp(round_shift((acc + bias) * M [+ x * Mx], n)); a constant channel (M = 0)
+    takes v = bias. Per channel on the last axis; int32 codes."""
+    bias, m = layer.bias.astype(np.int64), layer.m.astype(np.int64)
+    v = np.where(m != 0, (acc + bias) * m, bias)
+    if res is not None:
+        v = v + res.astype(np.int64) * layer.mx.astype(np.int64)
+    return np.clip(round_shift(v, layer.n), layer.lo, layer.hi).astype(np.int32)
+
+
+def channel_sums(x: np.ndarray) -> np.ndarray:
+    """The head's int32 sum over H*W of each channel's codes."""
+    return x.astype(np.int64).sum(axis=(0, 1))
+
+
+def run_layer(layer: LoweredLayer, x: np.ndarray, res: np.ndarray | None = None) -> np.ndarray:
+    """One integer layer: codes in, codes out (int8 logits for the head)."""
+    if layer.op == "head":
+        return requantize(layer.weights.astype(np.int64) @ channel_sums(x), layer)
+    return requantize(conv_acc(x, layer.weights, layer.stride, layer.pad, layer.depthwise), layer, res)
+
+
+@dataclass
+class Trace:
+    """Every tensor's codes (keyed by tensor name), the int8 logits and the class."""
+
+    tensors: dict[str, np.ndarray]
+    logits: np.ndarray
+    label: int
+
+
+def argmax(logits: np.ndarray) -> int:
+    """The class: the largest logit, ties to the lowest index."""
+    return int(np.argmax(logits))
+
+
+def run(model: LoweredModel, image_codes: np.ndarray) -> Trace:
+    """The integer model on image codes (H, W, C)."""
+    t: dict[str, np.ndarray] = {"image": np.asarray(image_codes, dtype=np.int32)}
+    for layer in model.layers:
+        t[layer.id] = run_layer(layer, t[layer.input], t[layer.residual] if layer.residual else None)
+    return Trace(t, t["head"], argmax(t["head"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Float fake-quant reference (float64), from the weights file
+
+
+def fake_quant_layer(ck: Checkpoint, layer: A.Layer, x: np.ndarray,
+                     res: np.ndarray | None = None, stats: dict | None = None) -> np.ndarray:
+    """One layer in float: dequantize the input codes, convolve with dequantized weights,
+    BatchNorm, ReLU6 (or + residual), quantize to the output step (round half up, clamp).
+    With `stats`, BatchNorm is skipped and the raw conv output is stored there (calibration)."""
+    ts = A.tensors(ck.arch)
+    tx = ts[layer.input]
+    s_x = tensor_step(ck, layer.input, tx.bits)
+    s_y = ck.steps[layer.id]
+    if layer.op == "head":
+        pooled = channel_sums(x) * s_x / (layer.h_in * layer.w_in)
+        real = (ck.head.w.astype(np.float64) * ck.head.w_step[:, None]) @ pooled + ck.head.bias
+        lo, hi = code_range(8, True)
+    else:
+        c = ck.convs[layer.id]
+        real = conv_acc(x, c.w, layer.stride, layer.pad, layer.depthwise) * (
+            s_x * c.w_step.astype(np.float64))
+        if stats is not None:
+            stats["conv"] = real
+        inv = c.bn_gamma.astype(np.float64) / np.sqrt(c.bn_var.astype(np.float64) + c.bn_eps)
+        real = (real - c.bn_mean) * inv + c.bn_beta
+        if layer.relu6:
+            real = np.clip(real, 0.0, 6.0)
+            lo, hi = 0, ck.clamps[layer.id]
+        else:
+            if res is not None:
+                real = real + res * tensor_step(ck, layer.residual, ts[layer.residual].bits)
+            lo, hi = code_range(ts[layer.id].bits, True)
+    if stats is not None:
+        stats["real"] = real
+    return np.clip(np.floor(real / s_y + 0.5), lo, hi).astype(np.int32)
+
+
+def run_fake_quant(ck: Checkpoint, image_codes: np.ndarray) -> Trace:
+    """The whole network in float fake-quant, each layer fed its own previous codes."""
+    t: dict[str, np.ndarray] = {"image": np.asarray(image_codes, dtype=np.int32)}
+    for layer in A.layers(ck.arch):
+        t[layer.id] = fake_quant_layer(ck, layer, t[layer.input],
+                                       t[layer.residual] if layer.residual else None)
+    return Trace(t, t["head"], argmax(t["head"]))

@@ -1,0 +1,176 @@
+"""Render the C sources (templates/*.j2) and write build/ (contracts section 8).
+
+Logic stays here in Python (offsets, symbols, packed bytes); the C text lives in the templates.
+The whole build/ directory is written beside its target and swapped in at the end, so a failed
+compile never leaves a half-written build/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from qetool import arch as A
+from qetool.compiler.lower import LoweredModel
+from qetool.compiler.pack import LAYOUTS, RESIDUAL_KERNEL, kernel_name, pack_weights
+from qetool.compiler.plan import Plan
+from qetool.paths import TEMPLATES
+
+KERNEL_FUNCTIONS = {"conv": "qe_conv_hwc", "conv1x1": "qe_conv1x1_hwc",
+                    RESIDUAL_KERNEL: "qe_conv1x1_hwc", "dwconv": "qe_dwconv_hwc_inplace",
+                    "head": "qe_head"}
+"""The C function of each kernel (pack.kernel_name)."""
+SOURCES = ("qe_kernels.h", "qe_kernels.c", "model.h", "model.c", "weights.h", "weights.c")
+MANIFEST_FORMAT = "qetool-build/1"
+
+
+def _hexrows(data: bytes, per_line: int = 16) -> list[str]:
+    """Byte rows for a C initializer: `0x12, 0x34, ...` (number formatting only)."""
+    return [", ".join(f"0x{b:02x}" for b in data[i:i + per_line])
+            for i in range(0, len(data), per_line)]
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
+                             lstrip_blocks=True, undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    env.filters["hexrows"] = _hexrows
+    return env
+
+
+def symbol(layer_id: str) -> str:
+    """C symbol prefix of a layer: `b3.expand` -> `qe_b3_expand`."""
+    return "qe_" + layer_id.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class LayerC:
+    """What the templates need of one layer."""
+
+    index: int
+    id: str
+    op: str
+    sym: str
+    kernel_fn: str
+    layout: str
+    params: int
+    h_in: int
+    w_in: int
+    c_in: int
+    h_out: int
+    w_out: int
+    c_out: int
+    kernel: int
+    stride: int
+    pad: tuple[int, int, int, int]
+    bits_in: int
+    bits_w: int
+    bits_out: int
+    bits_res: int
+    signed_in: int
+    signed_res: int
+    lo: int
+    hi: int
+    in_off: int
+    out_off: int
+    out_bytes: int
+    res_off: int
+    scratch_off: int
+    residual: bool
+    weights: bytes
+    bias: list[int]
+    mult: list[int]
+    shift: list[int]
+    mult_res: list[int]
+
+
+def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
+    """Per-layer template data: plan offsets, packed weights, per-channel integers."""
+    out = []
+    arch_layers = A.layers(model.arch)
+    for i, (layer, al) in enumerate(zip(model.layers, arch_layers)):
+        is_head = layer.op == "head"
+        out_buf = p.buffer_of(layer.id) if not is_head else None
+        out.append(LayerC(
+            index=i, id=layer.id, op=layer.op, sym=symbol(layer.id),
+            kernel_fn=KERNEL_FUNCTIONS[kernel_name(al)], layout=LAYOUTS[layer.op],
+            params=al.params, h_in=layer.h_in, w_in=layer.w_in, c_in=layer.cin,
+            h_out=layer.h_out, w_out=layer.w_out, c_out=layer.cout, kernel=layer.kernel,
+            stride=layer.stride, pad=layer.pad, bits_in=layer.bits_x, bits_w=layer.bits_w,
+            bits_out=layer.bits_y, bits_res=layer.bits_r or 0, signed_in=int(layer.signed_x),
+            signed_res=int(layer.signed_r), lo=layer.lo, hi=layer.hi,
+            in_off=p.buffer_of(layer.input).offset,
+            out_off=out_buf.offset if out_buf else 0,
+            out_bytes=p.buffers[layer.id].size if not is_head else 0,
+            res_off=p.buffer_of(layer.residual).offset if layer.residual else 0,
+            scratch_off=p.buffers[f"{layer.id}.scratch"].offset,
+            residual=layer.residual is not None,
+            weights=pack_weights(layer.op, layer.weights, layer.bits_w),
+            bias=layer.bias.tolist(), mult=layer.m.tolist(), shift=layer.n.tolist(),
+            mult_res=layer.mx.tolist() if layer.mx is not None else []))
+    return out
+
+
+def render_sources(model: LoweredModel, p: Plan) -> dict[str, str]:
+    """The generated C files, by name."""
+    layers = layer_context(model, p)
+    image = p.buffers["image"]
+    ctx = dict(name=f"qetool model {model.model_hash}", model_hash=model.model_hash,
+               resolution=model.arch.resolution, in_channels=model.arch.in_channels,
+               num_classes=model.arch.num_classes, input_bits=model.input_bits,
+               input_bytes=image.size, input_offset=image.offset, arena_bytes=p.arena_bytes,
+               layers=layers, kernels=sorted({kernel_name(a) for a in A.layers(model.arch)}))
+    env = environment()
+    return {name: env.get_template(f"{name}.j2").render(**ctx) for name in SOURCES}
+
+
+def write_build(out_dir: Path, files: dict[str, bytes | str]) -> None:
+    """Write `files` (relative paths) as the new content of `out_dir`, swapped in whole."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    try:
+        for rel, content in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, str):
+                path.write_text(content)
+            else:
+                path.write_bytes(content)
+        old = None
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def manifest(model: LoweredModel, p: Plan, board: str) -> dict:
+    """manifest.json (contracts section 8)."""
+    image = p.buffers["image"]
+    return {
+        "format": MANIFEST_FORMAT, "board": board, "arch": A.to_dict(model.arch),
+        "model_hash": model.model_hash, "resolution": model.arch.resolution,
+        "num_classes": model.arch.num_classes,
+        "input": {"bits": model.input_bits, "layout": "HWC, packed LSB first",
+                  "channels": model.arch.in_channels, "bytes": image.size,
+                  "arena_offset": image.offset},
+        "logit_step": model.logit_step, "arena_bytes": p.arena_bytes,
+        "layers": [layer.id for layer in model.layers]}
+
+
+def to_json(doc: dict) -> str:
+    return json.dumps(doc, indent=2) + "\n"

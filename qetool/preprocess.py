@@ -1,0 +1,49 @@
+"""Input (contracts section 4): image -> pixels -> input codes.
+
+RGB, HWC, uint8; the shorter side resized to `resolution` (bilinear), then a centre crop. The
+network sees pixel / 255; the codes are pixel >> (8 - bits), a fixed quantizer with step
+2^(8 - bits) / 255; padding is code 0. The host packs the codes in the activation packing
+(qetool.compiler.pack) and the input slot holds exactly that.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from qetool.errors import QetoolError
+
+
+def image_step(bits: int) -> float:
+    """The image quantizer's step: 2^(8 - bits) / 255."""
+    return (1 << (8 - bits)) / 255.0
+
+
+def image_codes(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """uint8 pixels (H, W, C) -> codes pixel >> (8 - bits), as int32."""
+    return (np.asarray(pixels, dtype=np.uint8) >> (8 - bits)).astype(np.int32)
+
+
+def resize_crop(img, resolution: int) -> np.ndarray:
+    """A Pillow image -> uint8 RGB HWC, shorter side resized to `resolution`, centre crop."""
+    from PIL import Image
+
+    img = img.convert("RGB")
+    w, h = img.size
+    scale = resolution / min(w, h)
+    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - resolution) // 2, (nh - resolution) // 2
+    return np.asarray(img.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
+
+
+def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
+    """Read an image file as uint8 RGB HWC at `resolution` (a user error if unreadable)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return resize_crop(img, resolution)
+    except (OSError, UnidentifiedImageError) as e:
+        raise QetoolError(f"{path}: cannot read the image ({e})") from None

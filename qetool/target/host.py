@@ -1,0 +1,85 @@
+"""Run a compiled model on the build machine: the generated C, built with the host's gcc
+into firmware/host/runner.c, fed packed inputs; every layer's output and the logits come back.
+This is how the tests prove the C bit-exact against the golden model."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qetool.compiler.lower import LoweredModel
+from qetool.compiler.pack import pack_padded, unpack_bits
+from qetool.errors import QetoolError
+from qetool.paths import FIRMWARE
+
+WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+"""The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""
+
+
+@dataclass
+class HostResult:
+    """One image's run: every layer's output codes (by layer id), the logits, the class."""
+
+    tensors: dict[str, np.ndarray]
+    logits: np.ndarray
+    label: int
+
+
+def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") -> Path:
+    """Compile build_dir/src with the host runner into `exe`."""
+    if shutil.which(cc) is None:
+        raise QetoolError(f"{cc} not found: install it (Debian: apt-get install gcc)")
+    src = Path(build_dir) / "src"
+    host = FIRMWARE / "host"
+    cmd = [cc, *WARNINGS, opt, "-DQE_WITH_LAYER_INFO", "-DQE_HOOKS_HEADER=\"host_hooks.h\"",
+           f"-I{src}", f"-I{host}", "-o", str(exe), str(host / "runner.c"),
+           *(str(src / f) for f in ("model.c", "weights.c", "qe_kernels.c"))]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise QetoolError(f"host build failed: {r.stderr.strip()}")
+    return Path(exe)
+
+
+def pack_input(model: LoweredModel, image_codes: np.ndarray, size: int) -> bytes:
+    """Image codes (H, W, C) packed as the input slot holds them, `size` bytes."""
+    data = pack_padded(image_codes, model.input_bits)
+    return data + bytes(size - len(data))
+
+
+def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes: int,
+               images: list[np.ndarray]) -> list[HostResult]:
+    """Run `images` (codes) through the runner in one process."""
+    stdin = b"".join(pack_input(model, img, input_bytes) for img in images)
+    r = subprocess.run([str(exe), str(len(images))], input=stdin, capture_output=True, timeout=600)
+    if r.returncode != 0:
+        raise QetoolError(f"runner failed ({r.returncode}): {r.stderr.decode().strip()}")
+    data, pos, out = r.stdout, 0, []
+    k = model.arch.num_classes
+    for _ in images:
+        tensors = {}
+        for layer, nbytes in zip(model.layers, out_bytes):
+            if nbytes:
+                count = layer.h_out * layer.w_out * layer.cout
+                tensors[layer.id] = unpack_bits(data[pos:pos + nbytes], layer.bits_y, count,
+                                                layer.signed_y).reshape(layer.h_out, layer.w_out, layer.cout)
+                pos += nbytes
+        logits = np.frombuffer(data[pos:pos + k], dtype=np.int8).astype(np.int32)
+        out.append(HostResult(tensors, logits, data[pos + k]))
+        pos += k + 1
+    return out
+
+
+def run_build(build_dir: Path, exe: Path, images: list[np.ndarray]) -> list[HostResult]:
+    """run_runner with the layer sizes and input size of build_dir's report and manifest."""
+    import json
+
+    build_dir = Path(build_dir)
+    model = LoweredModel.load(build_dir / "lowered.npz")
+    report = json.loads((build_dir / "report.json").read_text())
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    out_bytes = [r["arena"]["bytes"] if r["arena"] else 0 for r in report["layers"]]
+    return run_runner(exe, model, out_bytes, manifest["input"]["bytes"], images)
