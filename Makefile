@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 demo: $(STAMP)
 	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json
 	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746
+	$(BIN)/qetool compile $(DEMO)/arch.json --board stm32f746 -o $(DEMO)/build
 
 test: $(STAMP)
 	$(BIN)/pytest -q

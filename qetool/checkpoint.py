@@ -46,6 +46,9 @@ class ConvWeights:
     bn_var: np.ndarray
     bn_eps: float
 
+    def __post_init__(self) -> None:
+        self.bn_eps = float(np.float32(self.bn_eps))  # as the file stores it
+
 
 @dataclass
 class HeadWeights:

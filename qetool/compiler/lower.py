@@ -6,8 +6,11 @@ an arithmetic shift (v itself for n = 0).
 A conv output channel c, with input step s_x, weight step s_w[c] and BatchNorm folded, computes
     real z = A[c] * acc + B[c],  A = gamma * s_x * s_w / sqrt(var + eps),  B = beta - gamma * mean / sqrt(var + eps)
 and its output code y = clamp(round(z / s_y)) becomes, in int64,
-    y = clamp(round_shift((acc + bias[c]) * M[c], n[c]))          bias = round(B / A), M / 2^n = A / s_y
+    y = clamp(round_shift((acc + bias[c]) * M[c], n[c]))          M / 2^n = A / s_y, bias = round(B / s_y * 2^n / M)
     y = clamp(round_shift((acc + bias[c]) * M[c] + x * Mx[c], n[c]))   with a residual, Mx = round(s_x' / s_y * 2^n)
+This is within one step of round(z / s_y) while |A / s_y| <= 1 (one accumulator unit is at most
+one output step, as in any layer that sums more than a few products): bias is rounded in
+accumulator units (from the rounded M, so M's own rounding only scales acc).
 M is a signed int32 (gamma may be negative) with |M| in [2^30, 2^31) where the int64 bound allows,
 n in 0..62. A channel whose scale cannot be represented (A = 0, n beyond 62, bias beyond int32)
 is a constant channel: M = 0, and the kernel takes v = bias instead of (acc + bias) * M, bias
@@ -76,16 +79,20 @@ def _scale_to_mn(scale: float, n_max: int = 62) -> tuple[int, int] | None:
 
 
 def fold_channel(a: float, b: float, s_y: float, acc_bound: int, s_res: float | None = None,
-                 res_bound: int = 0) -> ChannelFold:
+                 res_bound: int = 0, bias_b_over_a: bool = False) -> ChannelFold:
     """Requantization of real z = a * acc + b (+ residual codes * s_res) to steps s_y.
-    `acc_bound` and `res_bound` bound |acc| and |residual code|; the int64 sum stays below 2^62."""
+    `acc_bound` and `res_bound` bound |acc| and |residual code|; the int64 sum stays below 2^62.
+    bias = round(b / a) with `bias_b_over_a` (the head's formula, contracts section 3), else
+    round(b / s_y * 2^n / M)."""
     mx_scale = s_res / s_y if s_res is not None else 0.0
     n_cap = 62 if mx_scale == 0.0 else min(62, 30 - math.floor(math.log2(mx_scale)))
     mn = _scale_to_mn(a / s_y, n_cap) if n_cap >= 0 else None
     if mn is not None:
         m, n = mn
-        bias = round_half_up(b / a)
-        while abs(bias) <= INT32_MAX and m != 0:
+        while m != 0:
+            bias = round_half_up(b / a if bias_b_over_a else b / s_y * 2.0**n / m)
+            if abs(bias) > INT32_MAX:
+                break
             mx = round_half_up(mx_scale * 2.0**n)
             if (abs(mx) <= INT32_MAX and (acc_bound + abs(bias)) * abs(m) + res_bound * abs(mx)
                     + (1 << n) < INT64_BOUND):
@@ -196,8 +203,8 @@ def _acc_bound(w: np.ndarray, bits_x: int) -> np.ndarray:
 
 
 def _fold_layer(a: np.ndarray, b: np.ndarray, s_y: float, bound: np.ndarray, s_res: float | None,
-                res_bound: int) -> tuple[np.ndarray, ...]:
-    folds = [fold_channel(float(ac), float(bc), s_y, int(bd), s_res, res_bound)
+                res_bound: int, head: bool) -> tuple[np.ndarray, ...]:
+    folds = [fold_channel(float(ac), float(bc), s_y, int(bd), s_res, res_bound, head)
              for ac, bc, bd in zip(a, b, bound)]
     return (np.array([f.bias for f in folds], np.int32), np.array([f.m for f in folds], np.int32),
             np.array([f.n for f in folds], np.int8), np.array([f.mx for f in folds], np.int32))
@@ -234,7 +241,8 @@ def lower(ck: Checkpoint) -> LoweredModel:
             lo, hi = (0, ck.clamps[layer.id]) if layer.relu6 else code_range(ty.bits, True)
         tr = ts[layer.residual] if layer.residual else None
         s_r = tensor_step(ck, layer.residual, tr.bits) if tr else None
-        bias, m, n, mx = _fold_layer(a, b, s_y, bound, s_r, (1 << tr.bits) if tr else 0)
+        bias, m, n, mx = _fold_layer(a, b, s_y, bound, s_r, (1 << tr.bits) if tr else 0,
+                                     layer.op == "head")
         out.append(LoweredLayer(
             id=layer.id, op=layer.op, kernel=layer.kernel, stride=layer.stride, pad=layer.pad,
             cin=layer.cin, cout=layer.cout, h_in=layer.h_in, w_in=layer.w_in,
