@@ -95,16 +95,82 @@ def score(arch_json, board, as_json):
               help="Weights file (model.npz); default: seeded random weights, calibrated.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--force", is_flag=True, help="Compile even when over the board's budgets.")
+@click.option("--build", "build_fw", is_flag=True,
+              help="Also build the firmware: board.elf, board.bin and emu.elf (arm-none-eabi-gcc).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
-def compile_cmd(arch_json, board, weights, seed, force, output):
+def compile_cmd(arch_json, board, weights, seed, force, build_fw, output):
     """Lower a network to integer C with packed sub-byte tensors and a static arena."""
     from qetool.compiler.compile import compile_model, over_budget, report_table
 
-    c = compile_model(arch_json, board, output, weights, seed, force)
+    c = compile_model(arch_json, board, output, weights, seed, force, build_fw)
     click.echo(report_table(c.report))
     for line in over_budget(c.report):
         click.echo(f"warning: {line} (compiled with --force)", err=True)
     click.echo(f"model {c.model.model_hash} -> {output}/")
+
+
+def _target_options(f):
+    f = click.option("--baud", type=int, default=115200, show_default=True, help="Board UART baud rate.")(f)
+    f = click.option("--port", help="The board's serial port, e.g. /dev/ttyACM0.")(f)
+    f = click.option("--emulator", is_flag=True, help="Start QEMU and run there.")(f)
+    return f
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@_target_options
+@click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
+              help="A picture to classify (repeatable); default: the built-in sample picture.")
+@click.option("--check", is_flag=True, help="Compare the logits with the golden model; exit 1 on any difference.")
+def run(build_dir, emulator, port, baud, images, check):
+    """Run inferences on the board or the emulator and print class, logits and cycles."""
+    from qetool.target.run import run_images
+
+    ok = True
+    for line, same in run_images(build_dir, emulator, port, baud, list(images), check):
+        click.echo(line)
+        ok &= same
+    if not ok:
+        click.echo("error: the device's logits differ from the golden model", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@_target_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def profile(build_dir, emulator, port, baud, as_json):
+    """Measured Flash, SRAM, stack and latency per layer, against the board's limits."""
+    from qetool.target.builddir import BuildDir
+    from qetool.target.profile import over_limits, profile as measure, profile_table
+    from qetool.target.session import connect
+
+    build = BuildDir(build_dir)
+    with connect(build, emulator, port, baud) as session:
+        doc = measure(session, build.elf("emu" if emulator else "board"))
+    click.echo(json.dumps(doc, indent=2) if as_json else profile_table(doc))
+    over = over_limits(doc)
+    for line in over:
+        click.echo(f"error: {line}", err=True)
+    if over:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option("--tool", type=click.Choice(["openocd", "st-flash", "pyocd"]),
+              help="Flashing tool (default: the first one installed).")
+@click.option("--dry-run", is_flag=True, help="Print the command instead of running it.")
+def flash(build_dir, tool, dry_run):
+    """Write board.bin to the board named in the manifest."""
+    from pathlib import Path
+
+    from qetool.target.builddir import BuildDir
+    from qetool.target.flash import flash as write
+
+    build = BuildDir(build_dir)
+    line = write(Path(build_dir), build.board, tool, dry_run)
+    click.echo(line if dry_run else f"flashed {build.board.name}: {line}")
 
 
 def main() -> None:

@@ -47,3 +47,24 @@ def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
             return resize_crop(img, resolution)
     except (OSError, UnidentifiedImageError) as e:
         raise QetoolError(f"{path}: cannot read the image ({e})") from None
+
+
+def sample_pixels(resolution: int) -> np.ndarray:
+    """The built-in sample picture: a deterministic synthetic scene (sky, ground, a figure),
+    uint8 RGB HWC at `resolution`, for runs where no image is given."""
+    from PIL import Image, ImageDraw
+
+    n = 256
+    img = Image.new("RGB", (n, n))
+    draw = ImageDraw.Draw(img)
+    for y in range(n):
+        sky = (90 + y // 4, 140 + y // 5, 220 - y // 6)
+        ground = (70 + (y * 7) % 30, 120 - y // 8, 60)
+        draw.line([(0, y), (n, y)], fill=sky if y < 170 else ground)
+    draw.ellipse((108, 40, 148, 84), fill=(224, 172, 140))        # head
+    draw.rectangle((100, 84, 156, 170), fill=(200, 40, 50))       # body
+    draw.rectangle((104, 170, 124, 236), fill=(40, 50, 120))      # legs
+    draw.rectangle((132, 170, 152, 236), fill=(40, 50, 120))
+    draw.rectangle((30, 120, 70, 200), fill=(110, 80, 50))        # a tree
+    draw.ellipse((10, 60, 90, 140), fill=(40, 120, 50))
+    return resize_crop(img, resolution)

@@ -17,6 +17,7 @@ from qetool.compiler.pack import model_flash
 from qetool.compiler.plan import Plan, plan
 from qetool.compiler.render import manifest, render_sources, to_json, write_build
 from qetool.errors import QetoolError
+from qetool.target import build as firmware
 from qetool.target.boards import Board, load_board
 from qetool.table import render
 from qetool.units import fmt_size
@@ -100,9 +101,11 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
 
 
 def compile_model(arch_path: str | Path, board_name: str, out_dir: str | Path,
-                  weights: str | Path | None = None, seed: int = 0, force: bool = False) -> Compiled:
-    """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/).
-    Over the board's budgets is a user error unless `force`."""
+                  weights: str | Path | None = None, seed: int = 0, force: bool = False,
+                  build_firmware: bool = False, full_map: bool = False) -> Compiled:
+    """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/;
+    with `build_firmware` also board.elf, board.bin, emu.elf). Over the board's budgets is a
+    user error unless `force`. `full_map` links emu.elf with the emulator's whole memory."""
     arch = A.load(arch_path)
     board = load_board(board_name)
     c = compile_arch(arch, board, weights, seed)
@@ -115,5 +118,6 @@ def compile_model(arch_path: str | Path, board_name: str, out_dir: str | Path,
         "lowered.npz": c.model.to_bytes(),
         "weights.npz": checkpoint.to_bytes(c.weights),
         **{f"src/{name}": text for name, text in c.sources.items()}}
-    write_build(Path(out_dir), files)
+    write_build(Path(out_dir), files,
+                (lambda d: firmware.build_firmware(d, board, full_map)) if build_firmware else None)
     return c

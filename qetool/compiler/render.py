@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import jinja2
 
@@ -130,8 +131,10 @@ def render_sources(model: LoweredModel, p: Plan) -> dict[str, str]:
     return {name: env.get_template(f"{name}.j2").render(**ctx) for name in SOURCES}
 
 
-def write_build(out_dir: Path, files: dict[str, bytes | str]) -> None:
-    """Write `files` (relative paths) as the new content of `out_dir`, swapped in whole."""
+def write_build(out_dir: Path, files: dict[str, bytes | str],
+                finish: Callable[[Path], object] | None = None) -> None:
+    """Write `files` (relative paths) as the new content of `out_dir`, swapped in whole;
+    `finish(staging_dir)` runs before the swap (the firmware build)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -146,6 +149,8 @@ def write_build(out_dir: Path, files: dict[str, bytes | str]) -> None:
                 path.write_text(content)
             else:
                 path.write_bytes(content)
+        if finish is not None:
+            finish(tmp)
         old = None
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old.{os.getpid()}")

@@ -14,6 +14,17 @@ from qetool.paths import BOARDS
 
 
 @dataclass(frozen=True)
+class Emulated:
+    """How QEMU runs this board's firmware: machine, port and memory origins (the sizes stay
+    the board's physical ones, so a run in the emulator proves the board's limits)."""
+
+    machine: str
+    port: str
+    flash_origin: int
+    sram_origin: int
+
+
+@dataclass(frozen=True)
 class Board:
     """A target board; sizes in bytes, clocks in Hz."""
 
@@ -25,7 +36,13 @@ class Board:
     sram_bytes: int
     reserved_flash_bytes: int
     reserved_sram_bytes: int
-    emulator: str | None
+    port: str
+    flash_origin: int
+    sram_origin: int
+    stack_bytes: int
+    openocd_config: str
+    pyocd_target: str
+    emulator: Emulated | None
 
     @property
     def budget_flash_bytes(self) -> int:
@@ -53,5 +70,8 @@ def load_board(name: str) -> Board:
         clock_hz=doc["clock_hz"], flash_bytes=doc["physical"]["flash_bytes"],
         sram_bytes=doc["physical"]["sram_bytes"],
         reserved_flash_bytes=doc["reserved"]["flash_bytes"],
-        reserved_sram_bytes=doc["reserved"]["sram_bytes"],
-        emulator=doc.get("emulator", {}).get("machine"))
+        reserved_sram_bytes=doc["reserved"]["sram_bytes"], port=doc["port"],
+        flash_origin=doc["physical"]["flash_origin"], sram_origin=doc["physical"]["sram_origin"],
+        stack_bytes=doc["firmware"]["stack_bytes"],
+        openocd_config=doc["flash"]["openocd_config"], pyocd_target=doc["flash"]["pyocd_target"],
+        emulator=Emulated(**doc["emulator"]) if "emulator" in doc else None)

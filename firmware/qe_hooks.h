@@ -1,0 +1,10 @@
+/* qe_hooks.h: model.c's per-layer hooks in the firmware: the port times each layer. */
+#ifndef QE_HOOKS_H
+#define QE_HOOKS_H
+
+void port_layer_begin(int index);
+void port_layer_end(int index);
+#define QE_LAYER_BEGIN(index) port_layer_begin(index)
+#define QE_LAYER_END(index) port_layer_end(index)
+
+#endif /* QE_HOOKS_H */

@@ -1,0 +1,132 @@
+"""`qetool profile`: what the model really uses on the target, next to the board's physical
+limits and the compiler's estimates.
+
+Flash = the ELF's allocated sections in Flash (vectors, text + rodata, exidx, .data's load image).
+SRAM = .data + .bss (the arena among them) + the stack high-water mark read from the device (the
+linker's stack reservation is not counted as used). Latency: cycles (board) or exact instructions
+(emulator), total and per layer, with instructions or cycles per MAC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qetool.compiler.lower import LoweredLayer
+from qetool.table import render
+from qetool.target.builddir import BuildDir
+from qetool.target.protocol import Counter
+from qetool.target.session import Result, Session
+from qetool.preprocess import sample_pixels
+
+
+@dataclass(frozen=True)
+class ElfSizes:
+    """Bytes of an ELF image: Flash (text, rodata, vectors, data load image) and static SRAM."""
+
+    flash_bytes: int
+    data_bytes: int
+    bss_bytes: int
+
+
+def elf_sizes(elf: Path) -> ElfSizes:
+    from elftools.elf.constants import SH_FLAGS
+    from elftools.elf.elffile import ELFFile
+
+    flash = data = bss = 0
+    with open(elf, "rb") as f:
+        for s in ELFFile(f).iter_sections():
+            if not s["sh_flags"] & SH_FLAGS.SHF_ALLOC or s.name == ".stack":
+                continue
+            if s.name == ".bss":
+                bss += s["sh_size"]
+            elif s.name == ".data":
+                data += s["sh_size"]
+                flash += s["sh_size"]
+            else:
+                flash += s["sh_size"]
+    return ElfSizes(flash, data, bss)
+
+
+def layer_macs(layer: LoweredLayer) -> int:
+    """Multiply-accumulates of one layer (the head: its sums and its FC)."""
+    if layer.op == "head":
+        return layer.h_in * layer.w_in * layer.cin + layer.cin * layer.cout
+    per_out = layer.kernel * layer.kernel * (1 if layer.depthwise else layer.cin)
+    return layer.h_out * layer.w_out * layer.cout * per_out
+
+
+def profile(session: Session, elf: Path) -> dict:
+    """Measure: ELF sizes, one inference of the sample picture, the stack high-water mark."""
+    build: BuildDir = session.build
+    board = build.board
+    sizes = elf_sizes(elf)
+    result: Result = session.infer(sample_pixels(build.model.arch.resolution))
+    stats = session.device.stats()
+    report = build.report
+    unit = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles"}.get(result.counter)
+    layers = []
+    for i, layer in enumerate(build.model.layers):
+        count = result.layer_counts[i] if result.layer_counts else None
+        macs = layer_macs(layer)
+        layers.append({"id": layer.id, "op": layer.op, "bits_in": layer.bits_x, "bits_w": layer.bits_w,
+                       "macs": macs, unit or "count": count,
+                       "per_mac": round(count / macs, 3) if count else None})
+    sram = sizes.data_bytes + sizes.bss_bytes + stats.stack_used_bytes
+    doc = {
+        "board": board.name, "target": "emulator" if session.emulator else "board",
+        "elf": str(elf), "model_hash": build.manifest["model_hash"],
+        "elf_flash_bytes": sizes.flash_bytes, "data_bytes": sizes.data_bytes,
+        "bss_bytes": sizes.bss_bytes, "stack_bytes": stats.stack_used_bytes,
+        "stack_reserved_bytes": stats.stack_bytes, "sram_bytes": sram,
+        "arena_bytes": report["arena_bytes"],
+        "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
+        "clock_hz": board.clock_hz,
+        "estimate_flash_bytes": report["model_flash_bytes"] + board.reserved_flash_bytes,
+        "estimate_sram_bytes": report["arena_bytes"] + board.reserved_sram_bytes,
+        "model_flash_bytes": report["model_flash_bytes"],
+        "runtime_flash_bytes": sizes.flash_bytes - report["model_flash_bytes"],
+        "runtime_sram_bytes": sram - report["arena_bytes"],
+        "macs": sum(l["macs"] for l in layers),
+        "counter": unit or "none", "layers": layers}
+    if unit:
+        doc[unit] = result.count
+    if session.emulator is not None and result.count is None:
+        doc["note"] = "the counting plugin could not be built (no host gcc): no instruction counts"
+    return doc
+
+
+def over_limits(doc: dict) -> list[str]:
+    return [f"{what} {doc[k]:,} B is over the {doc['board']} limit {doc[lim]:,} B"
+            for what, k, lim in (("Flash", "elf_flash_bytes", "limit_flash_bytes"),
+                                 ("SRAM", "sram_bytes", "limit_sram_bytes")) if doc[k] > doc[lim]]
+
+
+def profile_table(doc: dict) -> str:
+    """The profile as text: memory against limits and estimates, then latency per layer."""
+    def pct(a: int, b: int) -> str:
+        return f"{100 * a / b:.1f}%"
+
+    mem = [("Flash (ELF)", f"{doc['elf_flash_bytes']:,}", f"{doc['limit_flash_bytes']:,}",
+            pct(doc["elf_flash_bytes"], doc["limit_flash_bytes"]), f"{doc['estimate_flash_bytes']:,}"),
+           ("SRAM (data+bss+stack)", f"{doc['sram_bytes']:,}", f"{doc['limit_sram_bytes']:,}",
+            pct(doc["sram_bytes"], doc["limit_sram_bytes"]), f"{doc['estimate_sram_bytes']:,}"),
+           ("  arena", f"{doc['arena_bytes']:,}", "", "", f"{doc['arena_bytes']:,}"),
+           ("  stack high-water", f"{doc['stack_bytes']:,}", f"{doc['stack_reserved_bytes']:,}",
+            pct(doc["stack_bytes"], doc["stack_reserved_bytes"]), "")]
+    out = [f"{doc['board']} ({doc['target']}), model {doc['model_hash']}", "",
+           render(("memory", "measured B", "limit B", "used", "estimate B"), mem), "",
+           f"runtime beside the model: Flash {doc['runtime_flash_bytes']:,} B, "
+           f"SRAM {doc['runtime_sram_bytes']:,} B"]
+    unit = doc["counter"]
+    if unit != "none":
+        rows = [(l["id"], l["op"], f"a{l['bits_in']}/w{l['bits_w']}", f"{l['macs']:,}",
+                 f"{l[unit]:,}", f"{l['per_mac']:.2f}") for l in doc["layers"]]
+        total = doc[unit]
+        foot = [("total", "", "", f"{doc['macs']:,}", f"{total:,}", f"{total / doc['macs']:.2f}")]
+        out += ["", render(("layer", "op", "bits", "MACs", unit, "per MAC"), rows, foot)]
+        if unit == "cycles":
+            out.append(f"\nlatency {total / doc['clock_hz'] * 1e3:.1f} ms at {doc['clock_hz'] / 1e6:.0f} MHz")
+    else:
+        out.append(doc.get("note", "no counter on this target"))
+    return "\n".join(out)

@@ -1,0 +1,35 @@
+"""`qetool run`: images through the device; with --check, the logits against the golden model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from qetool.compiler import golden
+from qetool.preprocess import image_codes, load_pixels, sample_pixels
+from qetool.target.builddir import BuildDir
+from qetool.target.protocol import Counter
+from qetool.target.session import connect
+
+UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles"}
+
+
+def run_images(build_dir: str, emulator: bool, port: str | None, baud: int, images: list[str],
+               check: bool) -> Iterator[tuple[str, bool]]:
+    """Yield one line per image, and whether it matched the golden model (True unless checked)."""
+    build = BuildDir(Path(build_dir))
+    res = build.model.arch.resolution
+    named = [(p, load_pixels(p, res)) for p in images] or [("sample picture", sample_pixels(res))]
+    with connect(build, emulator, port, baud) as session:
+        for name, pixels in named:
+            r = session.infer(pixels)
+            count = f", {r.count:,} {UNITS[r.counter]}" if r.count is not None else ""
+            line = f"{name}: class {r.label}, logits {r.logits}{count}"
+            same = True
+            if check:
+                want = golden.run(build.model, image_codes(pixels, build.model.input_bits))
+                same = bool(np.array_equal(np.array(r.logits), want.logits)) and r.label == want.label
+                line += ", golden: same" if same else f", golden: DIFFERENT {want.logits.tolist()}"
+            yield line, same
