@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 from conftest import EXAMPLES
+from helpers import oversized_paper
 
 from qetool import arch as A
 from qetool import checkpoint
@@ -61,16 +62,9 @@ def test_seeds_give_different_weights(tmp_path):
     assert ha != hb
 
 
-def _all_int8(tmp_path):
-    arch = A.load(PAPER)
-    n = len(A.blocks(arch))
-    path = tmp_path / "int8.json"
-    A.save(A.with_bits(arch, [8] * n, [8] * n), path)
-    return path
-
-
 def test_over_budget_is_refused_then_forced(tmp_path):
-    path = _all_int8(tmp_path)
+    path = tmp_path / "big.json"
+    A.save(oversized_paper(PAPER), path)
     r = qetool("compile", str(path), "--board", "stm32f746", "-o", str(tmp_path / "b"))
     assert r.returncode == 2
     assert r.stderr.startswith("error: model Flash") and "over the stm32f746 budget" in r.stderr

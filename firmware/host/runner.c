@@ -1,12 +1,14 @@
 /* Host runner (tests, bit-exact checks): runs a generated model on the build machine.
  *
- * usage: runner N < images > results
+ * usage: runner N [arena] < images > results
  * Reads N packed inputs of QE_INPUT_BYTES each from stdin. For each, writes to stdout every
  * layer's output buffer right after the layer ran (qe_layer_info[i].out_bytes bytes each, in
- * layer order), then QE_NUM_CLASSES int8 logits and one byte with the class.
+ * layer order), then QE_NUM_CLASSES int8 logits, one byte with the class and, with `arena`,
+ * the whole arena (QE_ARENA_BYTES) as the inference left it.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "host_hooks.h"
 #include "model.h"
@@ -23,6 +25,7 @@ void qe_host_layer_end(int index)
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 1;
+    int arena = argc > 2 && strcmp(argv[2], "arena") == 0;
     long i;
     for (i = 0; i < n; i++) {
         int8_t logits[QE_NUM_CLASSES];
@@ -34,6 +37,9 @@ int main(int argc, char **argv)
         label = (unsigned char)qe_model_run(logits);
         if (fwrite(logits, 1, QE_NUM_CLASSES, stdout) != QE_NUM_CLASSES ||
             fwrite(&label, 1, 1, stdout) != 1) {
+            return 3;
+        }
+        if (arena && fwrite(qe_model_arena(), 1, QE_ARENA_BYTES, stdout) != QE_ARENA_BYTES) {
             return 3;
         }
     }

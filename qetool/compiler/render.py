@@ -19,14 +19,13 @@ import jinja2
 
 from qetool import arch as A
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.pack import LAYOUTS, RESIDUAL_KERNEL, kernel_name, pack_weights
-from qetool.compiler.plan import Plan
+from qetool.compiler.pack import LAYOUTS, pack_weights
+from qetool.compiler.plan import CONV1X1_TILE, Plan
 from qetool.paths import TEMPLATES
 
 KERNEL_FUNCTIONS = {"conv": "qe_conv_hwc", "conv1x1": "qe_conv1x1_hwc",
-                    RESIDUAL_KERNEL: "qe_conv1x1_hwc", "dwconv": "qe_dwconv_hwc_inplace",
-                    "head": "qe_head"}
-"""The C function of each kernel (pack.kernel_name)."""
+                    "dwconv": "qe_dwconv_hwc_inplace", "head": "qe_head"}
+"""The C function of each op (the keys of pack.KERNEL_CODE_BYTES but `runtime`)."""
 SOURCES = ("qe_kernels.h", "qe_kernels.c", "model.h", "model.c", "weights.h", "weights.c")
 MANIFEST_FORMAT = "qetool-build/1"
 
@@ -100,7 +99,7 @@ def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
         out_buf = p.buffer_of(layer.id) if not is_head else None
         out.append(LayerC(
             index=i, id=layer.id, op=layer.op, sym=symbol(layer.id),
-            kernel_fn=KERNEL_FUNCTIONS[kernel_name(al)], layout=LAYOUTS[layer.op],
+            kernel_fn=KERNEL_FUNCTIONS[layer.op], layout=LAYOUTS[layer.op],
             params=al.params, h_in=layer.h_in, w_in=layer.w_in, c_in=layer.cin,
             h_out=layer.h_out, w_out=layer.w_out, c_out=layer.cout, kernel=layer.kernel,
             stride=layer.stride, pad=layer.pad, bits_in=layer.bits_x, bits_w=layer.bits_w,
@@ -126,7 +125,8 @@ def render_sources(model: LoweredModel, p: Plan) -> dict[str, str]:
                resolution=model.arch.resolution, in_channels=model.arch.in_channels,
                num_classes=model.arch.num_classes, input_bits=model.input_bits,
                input_bytes=image.size, input_offset=image.offset, arena_bytes=p.arena_bytes,
-               layers=layers, kernels=sorted({kernel_name(a) for a in A.layers(model.arch)}))
+               layers=layers, kernels=sorted({layer.op for layer in model.layers}),
+               conv1x1_tile=CONV1X1_TILE)
     env = environment()
     return {name: env.get_template(f"{name}.j2").render(**ctx) for name in SOURCES}
 

@@ -88,8 +88,7 @@ def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate
     h, _, _, cout, _, s = geoms[-1]
     last_h = out_size(h, s)
     ba, bw = space.flat_bits(genome)
-    fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1,
-                             any(cost.is_residual(g) for g in geoms))
+    fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1)
     refined = qbr.refine(geoms, ba, bw, cfg.sram_budget, cfg.flash_budget, fixed,
                          cost.head_sram(last_h, cout), HEAD_BITS, space.BITS_A, space.BITS_W, rng)
     if refined is None:

@@ -27,6 +27,7 @@ class HostResult:
     tensors: dict[str, np.ndarray]
     logits: np.ndarray
     label: int
+    arena: bytes = b""
 
 
 def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") -> Path:
@@ -51,10 +52,12 @@ def pack_input(model: LoweredModel, image_codes: np.ndarray, size: int) -> bytes
 
 
 def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes: int,
-               images: list[np.ndarray]) -> list[HostResult]:
-    """Run `images` (codes) through the runner in one process."""
+               images: list[np.ndarray], arena_bytes: int = 0) -> list[HostResult]:
+    """Run `images` (codes) through the runner in one process; with `arena_bytes`, also
+    return the arena as each inference left it."""
     stdin = b"".join(pack_input(model, img, input_bytes) for img in images)
-    r = subprocess.run([str(exe), str(len(images))], input=stdin, capture_output=True, timeout=600)
+    args = [str(exe), str(len(images))] + (["arena"] if arena_bytes else [])
+    r = subprocess.run(args, input=stdin, capture_output=True, timeout=600)
     if r.returncode != 0:
         raise QetoolError(f"runner failed ({r.returncode}): {r.stderr.decode().strip()}")
     data, pos, out = r.stdout, 0, []
@@ -68,12 +71,14 @@ def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes
                                                 layer.signed_y).reshape(layer.h_out, layer.w_out, layer.cout)
                 pos += nbytes
         logits = np.frombuffer(data[pos:pos + k], dtype=np.int8).astype(np.int32)
-        out.append(HostResult(tensors, logits, data[pos + k]))
-        pos += k + 1
+        arena = data[pos + k + 1:pos + k + 1 + arena_bytes]
+        out.append(HostResult(tensors, logits, data[pos + k], arena))
+        pos += k + 1 + arena_bytes
     return out
 
 
-def run_build(build_dir: Path, exe: Path, images: list[np.ndarray]) -> list[HostResult]:
+def run_build(build_dir: Path, exe: Path, images: list[np.ndarray],
+              arena: bool = False) -> list[HostResult]:
     """run_runner with the layer sizes and input size of build_dir's report and manifest."""
     import json
 
@@ -82,4 +87,5 @@ def run_build(build_dir: Path, exe: Path, images: list[np.ndarray]) -> list[Host
     report = json.loads((build_dir / "report.json").read_text())
     manifest = json.loads((build_dir / "manifest.json").read_text())
     out_bytes = [r["arena"]["bytes"] if r["arena"] else 0 for r in report["layers"]]
-    return run_runner(exe, model, out_bytes, manifest["input"]["bytes"], images)
+    return run_runner(exe, model, out_bytes, manifest["input"]["bytes"], images,
+                      report["arena_bytes"] if arena else 0)

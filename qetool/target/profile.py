@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qetool.compiler.lower import LoweredLayer
+from qetool.compiler.render import KERNEL_FUNCTIONS
 from qetool.table import render
 from qetool.target.builddir import BuildDir
 from qetool.target.protocol import Counter
@@ -46,6 +47,21 @@ def elf_sizes(elf: Path) -> ElfSizes:
             else:
                 flash += s["sh_size"]
     return ElfSizes(flash, data, bss)
+
+
+MODEL_CODE_SYMBOLS = (*KERNEL_FUNCTIONS.values(), "qe_model_run", "qe_model_input",
+                      "qe_model_arena", "qe_layers", "memset")
+"""The ELF symbols that make up the model's code (pack.KERNEL_CODE_BYTES estimates them)."""
+
+
+def model_code_bytes(elf: Path) -> int:
+    """Bytes of the model's code in the ELF: kernels, qe_model_*, the layer table, memset."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        return sum(sym["st_size"] for name in MODEL_CODE_SYMBOLS
+                   for sym in symtab.get_symbol_by_name(name) or ())
 
 
 def layer_macs(layer: LoweredLayer) -> int:
@@ -85,6 +101,7 @@ def profile(session: Session, elf: Path) -> dict:
         "estimate_flash_bytes": report["model_flash_bytes"] + board.reserved_flash_bytes,
         "estimate_sram_bytes": report["arena_bytes"] + board.reserved_sram_bytes,
         "model_flash_bytes": report["model_flash_bytes"],
+        "model_code_bytes": model_code_bytes(elf), "estimate_code_bytes": report["code_flash_bytes"],
         "runtime_flash_bytes": sizes.flash_bytes - report["model_flash_bytes"],
         "runtime_sram_bytes": sram - report["arena_bytes"],
         "macs": sum(l["macs"] for l in layers),
@@ -116,6 +133,7 @@ def profile_table(doc: dict) -> str:
             pct(doc["stack_bytes"], doc["stack_reserved_bytes"]), "")]
     out = [f"{doc['board']} ({doc['target']}), model {doc['model_hash']}", "",
            render(("memory", "measured B", "limit B", "used", "estimate B"), mem), "",
+           f"model code {doc['model_code_bytes']:,} B (estimate {doc['estimate_code_bytes']:,} B); "
            f"runtime beside the model: Flash {doc['runtime_flash_bytes']:,} B, "
            f"SRAM {doc['runtime_sram_bytes']:,} B"]
     unit = doc["counter"]

@@ -1,0 +1,205 @@
+"""Firmware in QEMU (mps2-an500, linked with the STM32F746's sizes): bit-exact against the
+golden model, the serial protocol under faults, run/profile/flash, link-time budget checks.
+Skipped without the Arm toolchain or QEMU, except in CI (CI=true), where a skip is a failure."""
+
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import EXAMPLES
+from helpers import oversized_paper
+from test_host_exact import matrix_archs
+
+from qetool import arch as A
+from qetool.compiler import golden
+from qetool.compiler.calibrate import random_pixels
+from qetool.compiler.compile import compile_model
+from qetool.preprocess import image_codes, sample_pixels
+from qetool.target import protocol as P
+from qetool.target.builddir import BuildDir
+from qetool.target.emulator import Emulator, run_batch
+from qetool.target.host import build_runner, pack_input, run_build
+from qetool.target.profile import model_code_bytes
+from qetool.target.serial import Device, DeviceError, Link
+from qetool.target.session import Session
+
+QETOOL = [sys.executable, "-m", "qetool"]
+MISSING = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+if MISSING:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI needs {', '.join(MISSING)} (make test installs them)", pytrace=False)
+    pytest.skip(f"{', '.join(MISSING)} not installed (Debian: gcc-arm-none-eabi "
+                "libnewlib-arm-none-eabi qemu-system-arm)", allow_module_level=True)
+
+
+def _build(tmp, arch: A.Arch, name: str, seed: int = 0, board: str = "stm32f746"):
+    path = tmp / f"{name}.json"
+    A.save(arch, path)
+    compile_model(path, board, tmp / name, seed=seed, force=True, build_firmware=True)
+    return BuildDir(tmp / name)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("small"), matrix_archs()[1], "small", seed=3)
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("paper"), A.load(EXAMPLES / "paper_256k_1m.json"), "paper")
+
+
+def _batch_matches_golden_and_host(build: BuildDir, tmp, images: int):
+    m = build.model
+    imgs = [image_codes(random_pixels(m.arch, 7, i), m.input_bits) for i in range(images)]
+    emu = run_batch(build.board.emulator.machine, build.elf("emu"),
+                    [pack_input(m, img, build.input_bytes) for img in imgs], m.arch.num_classes,
+                    len(m.layers), build.report["arena_bytes"])
+    host = run_build(build.path, build_runner(build.path, tmp / "runner", opt="-O1"), imgs, arena=True)
+    for i, img in enumerate(imgs):
+        want = golden.run(m, img)
+        assert emu.logits[i] == want.logits.tolist() and emu.labels[i] == want.label
+        assert emu.arenas[i] == host[i].arena  # every byte the inference left in the arena
+    assert emu.counts is not None and len(emu.counts) == images
+    c = emu.counts[0]
+    assert len(c.layers) == len(m.layers) and 0 < sum(c.layers) < c.total
+    return emu
+
+
+@pytest.mark.parametrize("index", [0, 3, 5])
+def test_mixed_precision_archs_are_bit_exact_in_qemu(tmp_path, index):
+    build = _build(tmp_path, matrix_archs()[index], f"m{index}", seed=index)
+    _batch_matches_golden_and_host(build, tmp_path, images=3)
+
+
+def test_paper_network_is_bit_exact_in_qemu(paper, tmp_path):
+    _batch_matches_golden_and_host(paper, tmp_path, images=2)
+
+
+def _raw(emu, frame: bytes, wait: float = 1.0) -> list[P.Frame]:
+    """Send raw bytes, collect the frames that come back within `wait` seconds."""
+    emu.port.write(frame)
+    d, out, end = P.Decoder(), [], time.monotonic() + wait
+    while time.monotonic() < end:
+        out += d.feed(emu.port.read(4096))
+        if out and wait < 1.0:
+            break
+    return out
+
+
+def _error(frames):
+    assert len(frames) == 1 and frames[0].type == P.ERROR_TYPE, frames
+    return P.Error(frames[0].payload[0])
+
+
+def test_uart_protocol_in_qemu(small):
+    m = small.model
+    with Emulator(small.board.emulator.machine, small.elf("emu")) as emu:
+        session = Session(small, Device(Link(emu.port)), emu)
+        assert session.hello.model_hash == small.manifest["model_hash"]
+        assert session.hello.input_bytes == small.input_bytes
+        with pytest.raises(DeviceError, match="NO_IMAGE"):
+            session.device.infer(m.arch.num_classes, len(m.layers))
+        pixels = random_pixels(m.arch, 5)
+        r = session.infer(pixels)
+        want = golden.run(m, image_codes(pixels, m.input_bits))
+        assert r.logits == want.logits.tolist() and r.label == want.label
+        assert r.count and len(r.layer_counts) == len(m.layers)
+
+        # corrupted: CRC error, with the frame's seq
+        bad = bytearray(P.encode(P.Type.HELLO, 200))
+        bad[-2] ^= 0x10
+        assert _error(_raw(emu, bytes(bad), 0.5)) == P.Error.CRC
+        # oversized length
+        over = b"QE" + bytes([P.Type.LOAD, 201]) + (P.MAX_PAYLOAD + 1).to_bytes(4, "little")
+        assert _error(_raw(emu, over, 0.5)) == P.Error.OVERSIZE
+        # unknown type, bad lengths
+        assert _error(_raw(emu, P.encode(0x42, 202), 0.5)) == P.Error.UNKNOWN_TYPE
+        assert _error(_raw(emu, P.encode(P.Type.INFER, 203, b""), 0.5)) == P.Error.BAD_LENGTH
+        # out of range and out of order chunks
+        far = P.LOAD_REQUEST.pack(small.input_bytes) + b"x"
+        assert _error(_raw(emu, P.encode(P.Type.LOAD, 204, far), 0.5)) == P.Error.OUT_OF_RANGE
+        skip = P.LOAD_REQUEST.pack(8) + b"x"
+        assert _error(_raw(emu, P.encode(P.Type.LOAD, 205, skip), 0.5)) == P.Error.OUT_OF_ORDER
+        # truncated: nothing comes back; after the frame timeout the next frame is served
+        assert _raw(emu, P.encode(P.Type.HELLO, 206)[:7], 0.5) == []
+        time.sleep(P.FRAME_TIMEOUT_MS / 1000 + 0.1)
+        hello = _raw(emu, P.encode(P.Type.HELLO, 207), 0.5)
+        assert [f.seq for f in hello] == [207]
+        # garbage of every kind, magic included, then the firmware still answers
+        rng = random.Random(1)
+        junk = bytes(rng.randrange(256) for _ in range(20000)) + b"QE" * 50
+        _raw(emu, junk, 1.0)
+        time.sleep(P.FRAME_TIMEOUT_MS / 1000 + 0.1)
+        assert session.device.hello().model_hash == small.manifest["model_hash"]
+        # a repeated seq is answered from the cache: the inference does not run twice
+        session.device.load(pack_input(m, image_codes(pixels, m.input_bits), small.input_bytes))
+        marks = len(emu.marks())
+        infer = P.encode(P.Type.INFER, 99, b"\0")
+        first, again = _raw(emu, infer, 0.8), _raw(emu, infer, 0.8)
+        assert first == again and first[0].type == P.Type.INFER | P.RESPONSE
+        assert len(emu.marks()) - marks == 2 + 2 * len(m.layers)
+        stats = session.device.stats()
+        assert stats.frames_bad >= 2 and 0 < stats.stack_used_bytes < stats.stack_bytes
+
+
+def test_cli_run_check_profile_and_flash(small, tmp_path):
+    r = subprocess.run(QETOOL + ["run", str(small.path), "--emulator", "--check"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "sample picture: class" in r.stdout and "instructions, golden: same" in r.stdout
+    r = subprocess.run(QETOOL + ["flash", str(small.path), "--dry-run", "--tool", "st-flash"],
+                       capture_output=True, text=True)
+    assert r.stdout.strip() == f"st-flash --reset write {small.path}/board.bin 0x8000000"
+    # a device running another model is refused by its hash
+    other = tmp_path / "other"
+    shutil.copytree(small.path, other)
+    shutil.copy(_build(tmp_path, matrix_archs()[2], "x").elf("emu"), other / "emu.elf")
+    r = subprocess.run(QETOOL + ["run", str(other), "--emulator"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "the device runs model" in r.stderr
+
+
+def test_profile_of_the_paper_network(paper):
+    r = subprocess.run(QETOOL + ["profile", str(paper.path), "--emulator", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    for key in ("elf_flash_bytes", "sram_bytes", "stack_bytes", "arena_bytes", "limit_flash_bytes",
+                "limit_sram_bytes", "instructions", "layers"):
+        assert key in doc
+    assert doc["elf_flash_bytes"] <= doc["limit_flash_bytes"] and doc["sram_bytes"] <= doc["limit_sram_bytes"]
+    assert doc["arena_bytes"] == paper.report["arena_bytes"]
+    assert sum(l["instructions"] for l in doc["layers"]) < doc["instructions"]
+    assert [l["id"] for l in doc["layers"]] == paper.manifest["layers"]
+    # the per-kernel code table (pack.KERNEL_CODE_BYTES) stays within 5 % of the ELF
+    assert abs(doc["estimate_code_bytes"] - doc["model_code_bytes"]) <= 0.05 * doc["model_code_bytes"]
+    # the board file reserves what the runtime really needs beside the model
+    board = paper.board
+    assert doc["runtime_flash_bytes"] <= board.reserved_flash_bytes
+    static = doc["data_bytes"] + doc["bss_bytes"] - doc["arena_bytes"]
+    assert static + doc["stack_reserved_bytes"] <= board.reserved_sram_bytes
+
+
+def test_over_the_board_fails_at_link_time(tmp_path):
+    path = tmp_path / "big.json"
+    A.save(oversized_paper(EXAMPLES / "paper_256k_1m.json"), path)
+    r = subprocess.run(QETOOL + ["compile", str(path), "--board", "stm32f746", "--force", "--build",
+                                 "-o", str(tmp_path / "b")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert "error: board.elf does not fit stm32f746 (1,048,576 B Flash, 327,680 B SRAM): over in Flash by" in r.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_h743_image_builds_and_links(tmp_path):
+    build = _build(tmp_path, matrix_archs()[4], "h7", board="stm32h743")
+    assert (build.path / "board.bin").stat().st_size > 0 and not (build.path / "emu.elf").exists()
+    # a small network's code matches the table too (fewer layers, other kernels' share)
+    code = model_code_bytes(build.elf("board"))
+    assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code
