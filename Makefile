@@ -20,13 +20,16 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 demo: $(STAMP)
 	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json
 	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746
-	$(BIN)/qetool compile $(DEMO)/arch.json --board stm32f746 -o $(DEMO)/build
+	$(BIN)/qetool compile $(DEMO)/arch.json --board stm32f746 --build -o $(DEMO)/build
+	$(BIN)/qetool run $(DEMO)/build --emulator --check
+	$(BIN)/qetool profile $(DEMO)/build --emulator
 
 test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/search_speed.py
+	$(BIN)/python bench/compare_int8.py
 
 clean:
 	rm -rf build $(VENV)

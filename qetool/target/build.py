@@ -44,14 +44,17 @@ class Image:
 
 
 def images(board: Board, full_map: bool = False) -> list[Image]:
-    """The board image (if the board has a port) and the emulator image (if it is emulated).
-    `full_map` links the emulator image with its whole 4 MB + 4 MB instead of the board's sizes."""
-    out = [Image("board", board.port, board.flash_origin, board.flash_bytes, board.sram_origin,
-                 board.sram_bytes)]
+    """The board image and the emulator image (if the board is emulated), both with the board's
+    physical sizes. `full_map` builds only the emulator image, with its whole 4 MB + 4 MB (to
+    measure a network that does not fit the board)."""
+    out = [] if full_map else [Image("board", board.port, board.flash_origin, board.flash_bytes,
+                                     board.sram_origin, board.sram_bytes)]
     if board.emulator is not None:
         e = board.emulator
         size = (FULL_MAP_BYTES, FULL_MAP_BYTES) if full_map else (board.flash_bytes, board.sram_bytes)
         out.append(Image("emu", e.port, e.flash_origin, size[0], e.sram_origin, size[1]))
+    if not out:
+        raise QetoolError(f"{board.name} has no emulator to link a full memory map for")
     return out
 
 
@@ -127,6 +130,7 @@ def build_firmware(build_dir: Path, board: Board, full_map: bool = False) -> dic
         if r.returncode != 0:
             raise link_error(r.stderr, board, image)
         out[image.name] = elf
-    subprocess.run([cc.replace("gcc", "objcopy"), "-O", "binary", str(out["board"]),
-                    str(build_dir / "board.bin")], check=True)
+    if "board" in out:
+        subprocess.run([cc.replace("gcc", "objcopy"), "-O", "binary", str(out["board"]),
+                        str(build_dir / "board.bin")], check=True)
     return out
