@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 	@bash tools/sysdeps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,train]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -173,6 +173,63 @@ def flash(build_dir, tool, dry_run):
     click.echo(line if dry_run else f"flashed {build.board.name}: {line}")
 
 
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise QetoolError("training needs torch: pip install -e '.[train]' (torch==2.13.0)") from None
+
+
+@cli.command()
+@click.argument("arch_json", type=click.Path(dir_okay=False))
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The weights file to write (model.npz); training state goes to <output>.state.pt.")
+@click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate (cosine schedule).")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="Data loading processes.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from <output>.state.pt.")
+def train(arch_json, data_dir, output, epochs, batch_size, lr, workers, seed, resume):
+    """Quantization-aware training (LSQ) of an arch.json on an image folder (one folder per class)."""
+    _need_torch()
+    from qetool.nn.train import TrainConfig, train as run
+
+    f = run(arch_json, data_dir, output, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                                                     workers=workers, seed=seed, resume=resume))
+    if "loss" in f and f["rank"] == 0:
+        click.echo(f"trained to epoch {f['epoch'] + 1}: loss {f['loss']:.4f}, held-out accuracy "
+                   f"{100 * f['held_out_accuracy']:.2f} % -> {output}")
+
+
+@cli.command()
+@click.argument("weights", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="model.onnx")
+def export(weights, output):
+    """Export a weights file as ONNX (QuantizeLinear/DequantizeLinear around every quantized tensor)."""
+    from qetool.nn.export import export as write
+
+    click.echo(f"-> {write(weights, output)}")
+
+
+@cli.command("eval")
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.argument("data_dir", type=click.Path(file_okay=False))
+@click.option("--host", is_flag=True, help="Run the golden model on this machine (whole sets).")
+@_target_options
+@click.option("--limit", type=click.IntRange(1), help="At most N images per class.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def eval_cmd(build_dir, data_dir, host, emulator, port, baud, limit, as_json):
+    """Accuracy, confusion matrix and latency of a compiled model on an image folder."""
+    from qetool.target.evaluate import evaluate
+
+    if host + emulator + (port is not None) != 1:
+        raise QetoolError("give exactly one of --host, --emulator and --port")
+    r = evaluate(build_dir, data_dir, host, emulator, port, baud, limit)
+    click.echo(json.dumps(r.to_json(), indent=2) if as_json else r.table())
+
+
 def main() -> None:
     """Entry point: run the CLI; a user error is one line on stderr and exit code 2."""
     try:

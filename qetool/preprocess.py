@@ -49,6 +49,24 @@ def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
         raise QetoolError(f"{path}: cannot read the image ({e})") from None
 
 
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
+
+
+def list_images(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
+    """An image folder: class names (its sorted sub-folders, so `no_person` is class 0 and
+    `person` class 1 for Visual Wake Words) and (path, class) of every image under them."""
+    root = Path(root)
+    if not root.is_dir():
+        raise QetoolError(f"{root}: not a directory")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    items = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).rglob("*"))
+             if p.suffix.lower() in EXTENSIONS]
+    if len(classes) < 2 or not items:
+        raise QetoolError(f"{root}: needs one folder of images per class (found {len(classes)} "
+                          f"folders, {len(items)} images)")
+    return classes, items
+
+
 def sample_pixels(resolution: int) -> np.ndarray:
     """The built-in sample picture: a deterministic synthetic scene (sky, ground, a figure),
     uint8 RGB HWC at `resolution`, for runs where no image is given."""

@@ -1,0 +1,127 @@
+"""`qetool eval`: accuracy of a compiled model on an image folder (one sub-folder per class),
+with a confusion matrix and the latency per image: on the host (the golden integer model, for
+whole sets), in the emulator or on a board (over the serial link: seconds per 160 px image, so
+for a handful of images; --limit takes the first N of each class).
+
+With torch installed and build/weights.npz present, the host run also measures the agreement
+with the torch model (contracts section 10): the logit drift in steps, and the class agreement
+on the images whose golden top-2 margin exceeds that drift.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from qetool.compiler import golden
+from qetool.errors import QetoolError
+from qetool.preprocess import image_codes, list_images, load_pixels
+from qetool.table import render
+from qetool.target.builddir import BuildDir
+from qetool.target.session import connect
+
+
+@dataclass
+class EvalReport:
+    target: str
+    classes: list[str]
+    images: int
+    accuracy: float
+    confusion: list[list[int]]
+    seconds_per_image: float
+    count_per_image: float | None = None
+    counter: str | None = None
+    agreement: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        rows = [(f"true {c}", *(f"{n:,}" for n in row)) for c, row in zip(self.classes, self.confusion)]
+        out = [f"{self.target}: accuracy {100 * self.accuracy:.2f} % on {self.images:,} images", "",
+               render(("", *(f"pred {c}" for c in self.classes)), rows), "",
+               f"latency {1e3 * self.seconds_per_image:.1f} ms per image (wall clock)"]
+        if self.count_per_image is not None:
+            out[-1] += f", {self.count_per_image:,.0f} {self.counter} per image"
+        if self.agreement:
+            a = self.agreement
+            out.append(f"golden vs torch: logit drift {a['drift_steps']} step(s); class agreement "
+                       f"{100 * a['agreement']:.2f} % on {a['confident']} of {a['images']} images "
+                       f"whose top-2 margin exceeds the drift")
+        return "\n".join(out)
+
+
+def _items(data_dir: Path, limit: int | None, classes_expected: int):
+    classes, items = list_images(data_dir)
+    if limit:
+        items = [it for c in range(len(classes)) for it in [x for x in items if x[1] == c][:limit]]
+    if len(classes) != classes_expected:
+        raise QetoolError(f"{data_dir} has {len(classes)} classes, the model {classes_expected}")
+    return classes, items
+
+
+def torch_agreement(build: BuildDir, codes: list[np.ndarray], golden_logits: list[np.ndarray]) -> dict:
+    """Logit drift (max |torch - golden| in steps) and class agreement where the golden top-2
+    margin exceeds it; empty without torch or weights."""
+    try:
+        import torch
+
+        from qetool import checkpoint
+        from qetool.nn.model import QENet
+    except ImportError:
+        return {}
+    weights = build.path / "weights.npz"
+    if not weights.is_file():
+        return {}
+    ck = checkpoint.load(weights, build.model.arch)
+    net = QENet.from_checkpoint(ck)
+    batch = torch.from_numpy(np.stack(codes).astype(np.float32)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        t = torch.floor(net(batch) / ck.steps["head"] + 0.5).numpy().astype(np.int64)
+    g = np.stack(golden_logits).astype(np.int64)
+    drift = int(np.abs(t - g).max())
+    top2 = np.sort(g, axis=1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) > drift
+    agree = (t.argmax(1) == g.argmax(1))[confident]
+    return {"drift_steps": drift, "images": len(codes), "confident": int(confident.sum()),
+            "agreement": float(agree.mean()) if agree.size else 1.0}
+
+
+def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: str | None,
+             baud: int, limit: int | None) -> EvalReport:
+    build = BuildDir(Path(build_dir))
+    m = build.model
+    classes, items = _items(Path(data_dir), limit, m.arch.num_classes)
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    counts: list[int] = []
+    counter: str | None = None
+    codes_seen, logits_seen = [], []
+    start = time.perf_counter()
+    if host:
+        for path, label in tqdm(items, desc="eval (host)", unit="img"):
+            codes = image_codes(load_pixels(path, m.arch.resolution), m.input_bits)
+            r = golden.run(m, codes)
+            confusion[label, r.label] += 1
+            codes_seen.append(codes)
+            logits_seen.append(r.logits)
+        target = "host (golden model)"
+    else:
+        with connect(build, emulator, port, baud) as session:
+            for path, label in tqdm(items, desc="eval", unit="img"):
+                r = session.infer(load_pixels(path, m.arch.resolution))
+                confusion[label, r.label] += 1
+                if r.count is not None:
+                    counts.append(r.count)
+                    counter = r.counter.name.lower()
+        target = "emulator" if emulator else port
+    seconds = (time.perf_counter() - start) / max(len(items), 1)
+    report = EvalReport(target, classes, len(items), float(np.trace(confusion) / max(len(items), 1)),
+                        confusion.tolist(), seconds, float(np.mean(counts)) if counts else None, counter)
+    if host:
+        report.agreement = torch_agreement(build, codes_seen, logits_seen)
+    return report
