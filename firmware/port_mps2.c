@@ -1,28 +1,20 @@
 /* port_mps2.c: QEMU's mps2-an500 (Cortex-M7), the CI target. CMSDK UART0 at 0x40004000
- * (ARM DDI 0479, "UART"), SysTick for timeouts, semihosting for bulk batches and the exit code.
+ * (ARM DDI 0479, "UART"), SysTick for timeouts (timebase.c), semihosting for bulk batches and the exit code.
  * Instructions are counted by the qecount TCG plugin at each call of qe_mark(). */
 #include <stdint.h>
 
 #include "model.h"
 #include "port.h"
 #include "qe_protocol.h"
+#include "timebase.h"
 
 #define UART_DATA (*(volatile uint32_t *)0x40004000u)
 #define UART_STATE (*(volatile uint32_t *)0x40004004u) /* bit 0: TX full, bit 1: RX full */
 #define UART_CTRL (*(volatile uint32_t *)0x40004008u)  /* bit 0: TX enable, bit 1: RX enable */
 #define UART_BAUDDIV (*(volatile uint32_t *)0x40004010u)
-#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
-#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
-#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define CPU_HZ 25000000u /* the AN500's system clock, as QEMU models it */
 
-static volatile uint32_t millis;
 static const uint32_t no_counts[QE_NUM_LAYERS];
-
-void SysTick_Handler(void)
-{
-    millis++;
-}
 
 /* The plugin's marker: an empty function whose address the host reads from the ELF. */
 __attribute__((noinline, used)) void qe_mark(void)
@@ -34,16 +26,14 @@ void port_init(void)
 {
     UART_BAUDDIV = 16u;
     UART_CTRL = 3u;
-    SYST_RVR = CPU_HZ / 1000u - 1u;
-    SYST_CVR = 0u;
-    SYST_CSR = 7u; /* processor clock, interrupt, enable */
+    timebase_init(CPU_HZ);
 }
 
 int port_getc(uint32_t timeout_ms)
 {
-    uint32_t start = millis;
+    uint32_t start = timebase_millis();
     while (!(UART_STATE & 2u)) {
-        if (timeout_ms && millis - start >= timeout_ms) {
+        if (timeout_ms && timebase_millis() - start >= timeout_ms) {
             return -1;
         }
     }

@@ -21,7 +21,6 @@ from seeded random weights (qetool.compiler.calibrate).
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -6,12 +6,10 @@ import json
 import os
 import random
 import shutil
-import struct
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from conftest import EXAMPLES
 from helpers import oversized_paper
@@ -21,7 +19,7 @@ from qetool import arch as A
 from qetool.compiler import golden
 from qetool.compiler.calibrate import random_pixels
 from qetool.compiler.compile import compile_model
-from qetool.preprocess import image_codes, sample_pixels
+from qetool.preprocess import image_codes
 from qetool.target import protocol as P
 from qetool.target.builddir import BuildDir
 from qetool.target.emulator import Emulator, run_batch

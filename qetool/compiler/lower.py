@@ -112,31 +112,17 @@ def fold_channel(a: float, b: float, s_y: float, acc_bound: int, s_res: float | 
     return ChannelFold(bias, 0, n, round_half_up(mx_scale * 2.0**n))
 
 
-@dataclass
-class LoweredLayer:
-    """One layer of the integer graph. Weights OIHW int8 codes ([K, C] for the head);
-    per-channel bias/m/mx int32 and n int8; output codes clamped to [lo, hi]."""
+@dataclass(frozen=True, eq=False)
+class LoweredLayer(A.Layer):
+    """One layer of the integer graph: the arch's layer plus its integer model. Weights OIHW
+    int8 codes ([K, C] for the head); per-channel bias/m/mx int32 and n int8; input, output and
+    residual codes' bits and signedness; output codes clamped to [lo, hi]."""
 
-    id: str
-    op: str
-    kernel: int
-    stride: int
-    pad: tuple[int, int, int, int]
-    cin: int
-    cout: int
-    h_in: int
-    w_in: int
-    h_out: int
-    w_out: int
-    input: str
-    bits_x: int
     signed_x: bool
-    bits_w: int
     bits_y: int
     signed_y: bool
     lo: int
     hi: int
-    residual: str | None
     bits_r: int
     signed_r: bool
     weights: np.ndarray
@@ -144,10 +130,6 @@ class LoweredLayer:
     m: np.ndarray
     n: np.ndarray
     mx: np.ndarray | None
-
-    @property
-    def depthwise(self) -> bool:
-        return self.op == "dwconv"
 
 
 @dataclass
@@ -244,13 +226,10 @@ def lower(ck: Checkpoint) -> LoweredModel:
         bias, m, n, mx = _fold_layer(a, b, s_y, bound, s_r, (1 << tr.bits) if tr else 0,
                                      layer.op == "head")
         out.append(LoweredLayer(
-            id=layer.id, op=layer.op, kernel=layer.kernel, stride=layer.stride, pad=layer.pad,
-            cin=layer.cin, cout=layer.cout, h_in=layer.h_in, w_in=layer.w_in,
-            h_out=layer.h_out, w_out=layer.w_out, input=layer.input, bits_x=tx.bits,
-            signed_x=tx.signed, bits_w=layer.bits_w, bits_y=ty.bits, signed_y=ty.signed,
-            lo=lo, hi=hi, residual=layer.residual, bits_r=tr.bits if tr else 0,
-            signed_r=tr.signed if tr else False, weights=w, bias=bias, m=m, n=n,
-            mx=mx if tr else None))
+            **{f.name: getattr(layer, f.name) for f in fields(A.Layer)},
+            signed_x=tx.signed, bits_y=ty.bits, signed_y=ty.signed, lo=lo, hi=hi,
+            bits_r=tr.bits if tr else 0, signed_r=tr.signed if tr else False, weights=w,
+            bias=bias, m=m, n=n, mx=mx if tr else None))
     return LoweredModel(arch, _model_hash(arch, out), out, ts["image"].bits, ck.steps["head"])
 
 

@@ -69,7 +69,6 @@ def build_graph(ck: checkpoint.Checkpoint):
                                           const("head.w_zero", np.zeros(layer.cout, np.int8))],
                      "head.wdq", 8, axis=0)
             y = node("Gemm", [pooled, w, const("head.bias", ck.head.bias)], "head.gemm", transB=1)
-            lo, hi = code_range(8, True)
             scale, zero = const("head.step", np.float32(ck.steps["head"])), const("head.zero", np.int8(0))
             codes = node("QuantizeLinear", [y, scale, zero], "logit_codes", 8)
             node("DequantizeLinear", [codes, scale, zero], "logits", 8)

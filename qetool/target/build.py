@@ -9,7 +9,6 @@ fails to link; the linker's words become one clear message.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,16 @@ from qetool.paths import FIRMWARE, TEMPLATES
 from qetool.target import protocol
 from qetool.target.boards import Board
 from qetool.target.host import WARNINGS
+from qetool.target.tools import require
 from qetool.units import MB
 
 CC = "arm-none-eabi-gcc"
 ARM_FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2")
-FIRMWARE_SOURCES = ("startup.c", "main.c")
+FIRMWARE_SOURCES = ("startup.c", "main.c", "timebase.c")
+PORT_SOURCES = {"mps2": ("port_mps2.c",),
+                "stm32f746": ("port_stm32f746.c", "stm32_usart.c", "dwt.c"),
+                "stm32h743": ("port_stm32h743.c", "stm32_usart.c", "dwt.c")}
+"""The firmware files of each port (boards' `port`), beside FIRMWARE_SOURCES."""
 MODEL_SOURCES = ("model.c", "weights.c", "qe_kernels.c")
 FULL_MAP_BYTES = 4 * MB
 """The emulator's whole memory at 0x0 and at 0x20000000 (mps2-an500)."""
@@ -98,18 +102,10 @@ def link_error(stderr: str, board: Board, image: Image) -> QetoolError:
     return QetoolError(f"{image.name}.elf: build failed: {first}")
 
 
-def toolchain() -> str:
-    cc = shutil.which(CC)
-    if cc is None:
-        raise QetoolError(f"{CC} not found: install it (Debian: apt-get install gcc-arm-none-eabi "
-                          "libnewlib-arm-none-eabi, or run `make demo`)")
-    return cc
-
-
 def build_firmware(build_dir: Path, board: Board, full_map: bool = False) -> dict[str, Path]:
     """Compile and link every image of `board` into build_dir (board.elf and board.bin,
     emu.elf); returns the ELF paths by image name."""
-    cc = toolchain()
+    cc = require(CC)
     build_dir = Path(build_dir)
     fw = build_dir / "fw"
     fw.mkdir(exist_ok=True)
@@ -124,7 +120,7 @@ def build_firmware(build_dir: Path, board: Board, full_map: bool = False) -> dic
                "-DQE_HOOKS_HEADER=\"qe_hooks.h\"", f"-I{src}", f"-I{FIRMWARE}", f"-I{fw}",
                "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-Wl,-T,{ld}",
                f"-Wl,-Map,{fw / (image.name + '.map')}", "-o", str(elf),
-               *(str(FIRMWARE / f) for f in (*FIRMWARE_SOURCES, f"port_{image.port}.c")),
+               *(str(FIRMWARE / f) for f in (*FIRMWARE_SOURCES, *PORT_SOURCES[image.port])),
                *(str(src / f) for f in MODEL_SOURCES)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:

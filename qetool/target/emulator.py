@@ -25,18 +25,11 @@ from pathlib import Path
 
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
+from qetool.target.tools import require
 
 QEMU = "qemu-system-arm"
 PLUGIN_SOURCE = FIRMWARE / "qemu" / "qecount.c"
 MARKER = "qe_mark"
-
-
-def qemu() -> str:
-    path = shutil.which(QEMU)
-    if path is None:
-        raise QetoolError(f"{QEMU} not found: install it (Debian: apt-get install qemu-system-arm, "
-                          "or run `make demo`)")
-    return path
 
 
 def plugin() -> Path | None:
@@ -93,7 +86,7 @@ def read_marks(path: Path) -> list[int]:
 
 
 def _command(machine: str, elf: Path, serial: str, counts: Path | None) -> list[str]:
-    cmd = [qemu(), "-M", machine, "-nographic", "-monitor", "none", "-kernel", str(elf),
+    cmd = [require(QEMU), "-M", machine, "-nographic", "-monitor", "none", "-kernel", str(elf),
            "-semihosting-config", "enable=on,target=native", "-serial", serial]
     lib = plugin() if counts is not None else None
     if lib is not None:

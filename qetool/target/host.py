@@ -4,7 +4,6 @@ This is how the tests prove the C bit-exact against the golden model."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import pack_padded, unpack_bits
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
+from qetool.target.tools import require
 
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 """The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""
@@ -32,8 +32,7 @@ class HostResult:
 
 def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") -> Path:
     """Compile build_dir/src with the host runner into `exe`."""
-    if shutil.which(cc) is None:
-        raise QetoolError(f"{cc} not found: install it (Debian: apt-get install gcc)")
+    cc = require(cc)
     src = Path(build_dir) / "src"
     host = FIRMWARE / "host"
     cmd = [cc, *WARNINGS, opt, "-DQE_WITH_LAYER_INFO", "-DQE_HOOKS_HEADER=\"host_hooks.h\"",

@@ -1,0 +1,10 @@
+/* timebase.h: milliseconds since timebase_init (SysTick). */
+#ifndef QE_TIMEBASE_H
+#define QE_TIMEBASE_H
+
+#include <stdint.h>
+
+void timebase_init(uint32_t cpu_hz);
+uint32_t timebase_millis(void);
+
+#endif /* QE_TIMEBASE_H */
