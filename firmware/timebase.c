@@ -25,3 +25,13 @@ uint32_t timebase_millis(void)
 {
     return millis;
 }
+
+uint64_t timebase_ticks(void)
+{
+    uint32_t ms, cvr;
+    do { /* a tick between the two reads: read again */
+        ms = millis;
+        cvr = SYST_CVR;
+    } while (ms != millis);
+    return (uint64_t)ms * (SYST_RVR + 1u) + (SYST_RVR - cvr);
+}

@@ -6,5 +6,6 @@
 
 void timebase_init(uint32_t cpu_hz);
 uint32_t timebase_millis(void);
+uint64_t timebase_ticks(void); /* processor clock ticks since timebase_init */
 
 #endif /* QE_TIMEBASE_H */

@@ -153,6 +153,14 @@ def test_cli_run_check_profile_and_flash(small, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "sample picture: class" in r.stdout and "instructions, golden: same" in r.stdout
+    exact = int(r.stdout.split("logits")[1].split(", ")[-2].split()[0].replace(",", ""))
+    # without the counting plugin: a SysTick estimate under -icount, labelled as such
+    r = subprocess.run(QETOOL + ["run", str(small.path), "--emulator", "--check"], capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "QETOOL_NO_PLUGIN": "1"})
+    assert r.returncode == 0, r.stderr
+    assert "instructions (SysTick estimate: no counting plugin), golden: same" in r.stdout
+    estimate = int(r.stdout.split("logits")[1].split("], ")[1].split()[0].replace(",", ""))
+    assert abs(estimate - exact) <= 0.01 * exact
     r = subprocess.run(QETOOL + ["flash", str(small.path), "--dry-run", "--tool", "st-flash"],
                        capture_output=True, text=True)
     assert r.stdout.strip() == f"st-flash --reset write {small.path}/board.bin 0x8000000"

@@ -2,8 +2,10 @@
 
 Instructions are counted exactly by a TCG plugin (firmware/qemu/qecount.c, built here with the
 host gcc): it writes the running count each time the firmware calls qe_mark(), which it does at
-the start and end of an inference and around each layer. Without a host gcc the plugin cannot be
-built: then only an estimate from SysTick is possible, and counts come back as None.
+the start and end of an inference and around each layer. Without a host gcc (or with
+QETOOL_NO_PLUGIN=1) the plugin is not used: QEMU then runs with -icount (one instruction per
+virtual ns) and the firmware's SysTick, clocked at 25 MHz, gives an estimate of
+TICK_INSTRUCTIONS instructions per tick, labelled as such.
 
 Two ways in: `run_batch` feeds inputs by semihosting (fast, for tests and benchmarks);
 `Emulator` serves the serial protocol on a TCP port (what `qetool run --emulator` talks to).
@@ -30,11 +32,16 @@ from qetool.target.tools import require
 QEMU = "qemu-system-arm"
 PLUGIN_SOURCE = FIRMWARE / "qemu" / "qecount.c"
 MARKER = "qe_mark"
+TICK_INSTRUCTIONS = 40
+"""Instructions per SysTick tick under -icount shift=0 (1 GHz virtual, SysTick at 25 MHz)."""
+ICOUNT = ("-icount", "shift=0,align=off,sleep=off")
 
 
 def plugin() -> Path | None:
     """The counting plugin, built once per source version into the user's cache; None when
-    no host C compiler is available."""
+    no host C compiler is available (or QETOOL_NO_PLUGIN is set)."""
+    if os.environ.get("QETOOL_NO_PLUGIN"):
+        return None
     source = PLUGIN_SOURCE.read_bytes()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qetool"
     lib = cache / f"qecount-{hashlib.sha256(source).hexdigest()[:12]}.so"
@@ -91,6 +98,8 @@ def _command(machine: str, elf: Path, serial: str, counts: Path | None) -> list[
     lib = plugin() if counts is not None else None
     if lib is not None:
         cmd += ["-plugin", f"{lib},marker={symbol_address(elf, MARKER):#x},out={counts}"]
+    else:
+        cmd += ICOUNT
     return cmd
 
 

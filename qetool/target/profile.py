@@ -80,7 +80,7 @@ def profile(session: Session, elf: Path) -> dict:
     result: Result = session.infer(sample_pixels(build.model.arch.resolution))
     stats = session.device.stats()
     report = build.report
-    unit = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles"}.get(result.counter)
+    unit = None if result.count is None else "cycles" if result.counter == Counter.CYCLES else "instructions"
     layers = []
     for i, layer in enumerate(build.model.layers):
         count = result.layer_counts[i] if result.layer_counts else None
@@ -105,11 +105,12 @@ def profile(session: Session, elf: Path) -> dict:
         "runtime_flash_bytes": sizes.flash_bytes - report["model_flash_bytes"],
         "runtime_sram_bytes": sram - report["arena_bytes"],
         "macs": sum(l["macs"] for l in layers),
-        "counter": unit or "none", "layers": layers}
+        "counter": unit or "none", "estimated": result.counter == Counter.SYSTICK, "layers": layers}
     if unit:
         doc[unit] = result.count
-    if session.emulator is not None and result.count is None:
-        doc["note"] = "the counting plugin could not be built (no host gcc): no instruction counts"
+    if result.counter == Counter.SYSTICK:
+        doc["note"] = ("the counting plugin could not be built (no host gcc): instructions are "
+                       "a SysTick estimate under -icount, one tick per 40")
     return doc
 
 
@@ -142,9 +143,12 @@ def profile_table(doc: dict) -> str:
                  f"{l[unit]:,}", f"{l['per_mac']:.2f}") for l in doc["layers"]]
         total = doc[unit]
         foot = [("total", "", "", f"{doc['macs']:,}", f"{total:,}", f"{total / doc['macs']:.2f}")]
-        out += ["", render(("layer", "op", "bits", "MACs", unit, "per MAC"), rows, foot)]
+        head = f"{unit} (estimate)" if doc["estimated"] else unit
+        out += ["", render(("layer", "op", "bits", "MACs", head, "per MAC"), rows, foot)]
         if unit == "cycles":
             out.append(f"\nlatency {total / doc['clock_hz'] * 1e3:.1f} ms at {doc['clock_hz'] / 1e6:.0f} MHz")
     else:
-        out.append(doc.get("note", "no counter on this target"))
+        out.append("no counter on this target")
+    if "note" in doc:
+        out.append(doc["note"])
     return "\n".join(out)

@@ -59,7 +59,8 @@ class Counter(IntEnum):
 
     NONE = 0
     CYCLES = 1          # DWT CYCCNT on the board
-    INSTRUCTIONS = 2    # counted by the emulator's plugin on the host side
+    INSTRUCTIONS = 2    # counted exactly by the emulator's plugin on the host side
+    SYSTICK = 3         # the emulator's SysTick ticks: the host's estimate without the plugin
 
 
 INFER_PER_LAYER = 0x01

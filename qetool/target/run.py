@@ -13,7 +13,8 @@ from qetool.target.builddir import BuildDir
 from qetool.target.protocol import Counter
 from qetool.target.session import connect
 
-UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles"}
+UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles",
+         Counter.SYSTICK: "instructions (SysTick estimate: no counting plugin)"}
 
 
 def run_images(build_dir: str, emulator: bool, port: str | None, baud: int, images: list[str],

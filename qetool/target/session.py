@@ -12,7 +12,7 @@ import numpy as np
 from qetool.errors import QetoolError
 from qetool.preprocess import image_codes
 from qetool.target.builddir import BuildDir
-from qetool.target.emulator import Emulator, split_marks
+from qetool.target.emulator import TICK_INSTRUCTIONS, Emulator, split_marks
 from qetool.target.host import pack_input
 from qetool.target.protocol import Counter
 from qetool.target.serial import Device, Link, open_port
@@ -20,8 +20,9 @@ from qetool.target.serial import Device, Link, open_port
 
 @dataclass(frozen=True)
 class Result:
-    """One inference on the device. `count` is cycles (board) or instructions (emulator),
-    None when not measured; `layer_counts` likewise, per layer."""
+    """One inference on the device. `count` is cycles (board), exact instructions (emulator
+    with the plugin) or estimated instructions (emulator without: counter SYSTICK), None when
+    not measured; `layer_counts` likewise, per layer."""
 
     label: int
     logits: list[int]
@@ -46,12 +47,13 @@ class Session:
         self.device.load(pack_input(m, codes, self.build.input_bytes))
         before = len(self.emulator.marks()) if self.emulator else 0
         n_layers = len(m.layers)
-        r = self.device.infer(m.arch.num_classes, n_layers, per_layer=self.emulator is None)
-        if self.emulator is not None:
+        r = self.device.infer(m.arch.num_classes, n_layers, per_layer=True)
+        if self.emulator is not None and self.emulator.counting:
             counts = split_marks(self.emulator.marks()[before:], n_layers)
-            if not self.emulator.counting or not counts:
-                return Result(r.label, r.logits, Counter.NONE, None, None)
             return Result(r.label, r.logits, Counter.INSTRUCTIONS, counts[0].total, counts[0].layers)
+        if r.counter == Counter.SYSTICK:
+            k = TICK_INSTRUCTIONS
+            return Result(r.label, r.logits, Counter.SYSTICK, r.count * k, [c * k for c in r.layer_counts])
         return Result(r.label, r.logits, Counter(r.counter), r.count, r.layer_counts)
 
 
