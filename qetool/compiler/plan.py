@@ -25,22 +25,22 @@ from qetool.arch import Arch, Layer, layers, tensors
 from qetool.compiler.pack import act_bytes, align
 
 
-CONV1X1_TILE = 4
+CONV1X1_TILE = 8
 """Output pixels a 1x1 kernel computes together: each unpacked weight feeds this many MACs."""
 
 
-def scratch_bytes(op: str, kernel: int, cin: int, cout: int, h_in: int, w_in: int,
+def scratch_bytes(op: str, kernel: int, cin: int, h_in: int, w_in: int,
                   pad: tuple[int, int, int, int]) -> int:
     """Kernel scratch in bytes, rounded up to 4:
     conv (stem): one output pixel's receptive field as int16, 2 * k * k * Cin;
-    conv1x1: a tile of T = CONV1X1_TILE pixels, int32 sums and int16 inputs, 4*T*Cout + 2*T*Cin;
+    conv1x1: a tile of T = CONV1X1_TILE pixels' inputs and one weight row, int16, 2*(T+1)*Cin;
     dwconv: one padded input channel plane as uint8, (H + pt + pb) * (W + pl + pr);
     head: one int32 sum per channel, 4 * Cin."""
     t, b, left, r = pad
     if op == "conv":
         n = 2 * kernel * kernel * cin
     elif op == "conv1x1":
-        n = CONV1X1_TILE * (4 * cout + 2 * cin)
+        n = 2 * (CONV1X1_TILE + 1) * cin
     elif op == "dwconv":
         n = (h_in + t + b) * (w_in + left + r)
     else:
@@ -50,8 +50,7 @@ def scratch_bytes(op: str, kernel: int, cin: int, cout: int, h_in: int, w_in: in
 
 def layer_scratch_bytes(layer: Layer) -> int:
     """scratch_bytes of one layer."""
-    return scratch_bytes(layer.op, layer.kernel, layer.cin, layer.cout, layer.h_in, layer.w_in,
-                         layer.pad)
+    return scratch_bytes(layer.op, layer.kernel, layer.cin, layer.h_in, layer.w_in, layer.pad)
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,14 @@ def sram_table(g: Geom) -> tuple[tuple[int, ...], ...]:
             y = act_bytes(ho, ho, cout, an)
             if btn == 0:
                 row.append(act_bytes(h, h, cin, a) + y
-                           + scratch_bytes("conv", k, cin, cout, h, h, (p, p, p, p)))
+                           + scratch_bytes("conv", k, cin, h, h, (p, p, p, p)))
                 continue
             x = act_bytes(h, h, cin, a)
             e = act_bytes(h, h, btn, a)
             keep = x if is_residual(g) else 0
-            row.append(max(x + e + scratch_bytes("conv1x1", 1, cin, btn, h, h, _NO_PAD),
-                           keep + e + scratch_bytes("dwconv", k, btn, btn, h, h, (p, p, p, p)),
-                           keep + e + y + scratch_bytes("conv1x1", 1, btn, cout, ho, ho, _NO_PAD)))
+            row.append(max(x + e + scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD),
+                           keep + e + scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p)),
+                           keep + e + y + scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD)))
         table.append(tuple(row))
     return tuple(table)
 
@@ -77,7 +77,7 @@ def flash_table(g: Geom) -> tuple[int, ...]:
 @lru_cache(maxsize=None)
 def head_sram(h: int, c: int) -> int:
     """The head's step: the last block's 8-bit output (h x h x c) plus one int32 per channel."""
-    return act_bytes(h, h, c, HEAD_BITS) + scratch_bytes("head", 1, c, 0, h, h, _NO_PAD)
+    return act_bytes(h, h, c, HEAD_BITS) + scratch_bytes("head", 1, c, h, h, _NO_PAD)
 
 
 @lru_cache(maxsize=None)
