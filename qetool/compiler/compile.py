@@ -42,7 +42,7 @@ def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
         buf = p.buffer_of(layer.id) if layer.op != "head" else None
         layers.append({
             "id": layer.id, "op": layer.op, "bits_in": layer.bits_x, "bits_w": layer.bits_w,
-            "bits_out": layer.bits_y, "params": int(layer.weights.size),
+            "bits_out": layer.bits_y, "params": layer.params,
             "weight_bytes": f.weights, "channel_bytes": f.channel,
             "bytes": f.weights + f.channel,
             "arena": {"offset": buf.offset, "bytes": p.buffers[layer.id].size} if buf else None,

@@ -93,14 +93,13 @@ class LayerC:
 def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
     """Per-layer template data: plan offsets, packed weights, per-channel integers."""
     out = []
-    arch_layers = A.layers(model.arch)
-    for i, (layer, al) in enumerate(zip(model.layers, arch_layers)):
+    for i, layer in enumerate(model.layers):
         is_head = layer.op == "head"
         out_buf = p.buffer_of(layer.id) if not is_head else None
         out.append(LayerC(
             index=i, id=layer.id, op=layer.op, sym=symbol(layer.id),
             kernel_fn=KERNEL_FUNCTIONS[layer.op], layout=LAYOUTS[layer.op],
-            params=al.params, h_in=layer.h_in, w_in=layer.w_in, c_in=layer.cin,
+            params=layer.params, h_in=layer.h_in, w_in=layer.w_in, c_in=layer.cin,
             h_out=layer.h_out, w_out=layer.w_out, c_out=layer.cout, kernel=layer.kernel,
             stride=layer.stride, pad=layer.pad, bits_in=layer.bits_x, bits_w=layer.bits_w,
             bits_out=layer.bits_y, bits_res=layer.bits_r or 0, signed_in=int(layer.signed_x),

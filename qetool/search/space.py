@@ -135,10 +135,9 @@ def mutate(genome: Genome, rng: random.Random) -> Genome:
         if r + 1 < n:
             rows[r + 1][2] = rows[r][3]
             _clamp_btn(rows[r + 1])
-    elif op == 2:  # expansion ratio
+    elif op == 2:  # expansion ratio, kept in EXPANSION
         r = rng.randrange(1, n)
-        rows[r][4] = rows[r][4] * rng.choice(WIDTH_SCALES)
-        rows[r][4] = int(round(rows[r][4] / 8.0)) * 8
+        rows[r][4] = int(round(rows[r][4] * rng.choice(WIDTH_SCALES) / 8.0)) * 8
         _clamp_btn(rows[r])
     elif op == 3:  # depth
         r = rng.randrange(1, n)

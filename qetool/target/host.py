@@ -4,6 +4,7 @@ This is how the tests prove the C bit-exact against the golden model."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,8 +80,6 @@ def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes
 def run_build(build_dir: Path, exe: Path, images: list[np.ndarray],
               arena: bool = False) -> list[HostResult]:
     """run_runner with the layer sizes and input size of build_dir's report and manifest."""
-    import json
-
     build_dir = Path(build_dir)
     model = LoweredModel.load(build_dir / "lowered.npz")
     report = json.loads((build_dir / "report.json").read_text())
