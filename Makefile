@@ -30,6 +30,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/compare_int8.py
+	$(BIN)/python bench/kernels_bits.py
 
 clean:
 	rm -rf build $(VENV)
