@@ -153,3 +153,11 @@ def test_checkpoint_round_trip(tmp_path):
     back = checkpoint.load(tmp_path / "w.npz", arch)
     assert back.steps == ck.steps and back.clamps == ck.clamps
     assert lower(back).model_hash == lower(ck).model_hash
+
+
+def test_an_accumulator_beyond_int32_is_refused():
+    # a 2048-wide head on a 16 x 16 map: sums of 8-bit codes times 8-bit weights pass 2^31
+    arch = A.Arch(64, 2, (A.Row("conv", 3, 2, 3, 8, None, 1, 8, 8),
+                          A.Row("mbconv", 3, 2, 8, 2048, 16, 1, 8, 8)))
+    with pytest.raises(QetoolError, match=r"head: its sums of products can reach [\d,]+, beyond the kernels' int32"):
+        lower(random_checkpoint(arch, 0))

@@ -38,6 +38,7 @@ from qetool.errors import QetoolError
 from qetool.preprocess import image_step
 
 INT32_MAX = 2**31 - 1
+"""Also the bound on every accumulator: the C kernels sum products in int32."""
 INT64_BOUND = 2**62
 """Every requantization sum stays below this in magnitude (a margin under int64's 2^63)."""
 LOWERED_FORMAT = "qetool-lowered/1"
@@ -221,6 +222,10 @@ def lower(ck: Checkpoint) -> LoweredModel:
             b = c.bn_beta.astype(np.float64) - inv * c.bn_mean.astype(np.float64)
             bound = _acc_bound(w, tx.bits)
             lo, hi = (0, ck.clamps[layer.id]) if layer.relu6 else code_range(ty.bits, True)
+        if bound.max() > INT32_MAX:
+            raise QetoolError(f"{layer.id}: its sums of products can reach {int(bound.max()):,}, "
+                              f"beyond the kernels' int32 accumulators (a narrower layer or a "
+                              f"smaller feature map fixes it)")
         tr = ts[layer.residual] if layer.residual else None
         s_r = tensor_step(ck, layer.residual, tr.bits) if tr else None
         bias, m, n, mx = _fold_layer(a, b, s_y, bound, s_r, (1 << tr.bits) if tr else 0,
