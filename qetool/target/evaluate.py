@@ -5,7 +5,8 @@ for a handful of images; --limit takes the first N of each class).
 
 With torch installed and build/weights.npz present, the host run also measures the agreement
 with the torch model (contracts section 10): the logit drift in steps, and the class agreement
-on the images whose golden top-2 margin exceeds that drift.
+on the images whose golden top-2 margin exceeds that drift. Torch runs in chunks as the
+evaluation goes; only logits are kept.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class EvalReport:
         return "\n".join(out)
 
 
-def _items(data_dir: Path, limit: int | None, classes_expected: int):
+def _select(data_dir: Path, limit: int | None, classes_expected: int):
+    """The folder's classes and images (at most `limit` per class)."""
     classes, items = list_images(data_dir)
     if limit:
         items = [it for c in range(len(classes)) for it in [x for x in items if x[1] == c][:limit]]
@@ -64,51 +66,80 @@ def _items(data_dir: Path, limit: int | None, classes_expected: int):
     return classes, items
 
 
-def torch_agreement(build: BuildDir, codes: list[np.ndarray], golden_logits: list[np.ndarray]) -> dict:
-    """Logit drift (max |torch - golden| in steps) and class agreement where the golden top-2
-    margin exceeds it; empty without torch or weights."""
-    try:
+class TorchReference:
+    """The torch model of build/weights.npz, turning image codes into logit codes in chunks."""
+
+    CHUNK = 64
+
+    def __init__(self, build: BuildDir):
         import torch
 
         from qetool import checkpoint
         from qetool.nn.model import QENet
-    except ImportError:
-        return {}
-    weights = build.path / "weights.npz"
-    if not weights.is_file():
-        return {}
-    ck = checkpoint.load(weights, build.model.arch)
-    net = QENet.from_checkpoint(ck)
-    batch = torch.from_numpy(np.stack(codes).astype(np.float32)).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        t = torch.floor(net(batch) / ck.steps["head"] + 0.5).numpy().astype(np.int64)
-    g = np.stack(golden_logits).astype(np.int64)
-    drift = int(np.abs(t - g).max())
-    top2 = np.sort(g, axis=1)[:, -2:]
-    confident = (top2[:, 1] - top2[:, 0]) > drift
-    agree = (t.argmax(1) == g.argmax(1))[confident]
-    return {"drift_steps": drift, "images": len(codes), "confident": int(confident.sum()),
-            "agreement": float(agree.mean()) if agree.size else 1.0}
+
+        self.torch = torch
+        self.ck = checkpoint.load(build.path / "weights.npz", build.model.arch)
+        self.net = QENet.from_checkpoint(self.ck)
+        self.pending: list[np.ndarray] = []
+        self.logits: list[np.ndarray] = []
+
+    @staticmethod
+    def open(build: BuildDir) -> "TorchReference | None":
+        """None without torch or without build/weights.npz."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return None
+        return TorchReference(build) if (build.path / "weights.npz").is_file() else None
+
+    def add(self, codes: np.ndarray) -> None:
+        self.pending.append(codes)
+        if len(self.pending) == self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        batch = self.torch.from_numpy(np.stack(self.pending).astype(np.float32)).permute(0, 3, 1, 2)
+        with self.torch.no_grad():
+            logits = self.net(batch) / self.ck.steps["head"]
+        self.logits.append(np.floor(logits.numpy() + 0.5).astype(np.int64))
+        self.pending = []
+
+    def agreement(self, golden_logits: list[np.ndarray]) -> dict:
+        """Logit drift (max |torch - golden| in steps) and the class agreement on the images
+        whose golden top-2 margin exceeds it."""
+        self.flush()
+        t = np.concatenate(self.logits)
+        g = np.stack(golden_logits).astype(np.int64)
+        drift = int(np.abs(t - g).max())
+        top2 = np.sort(g, axis=1)[:, -2:]
+        confident = (top2[:, 1] - top2[:, 0]) > drift
+        agree = (t.argmax(1) == g.argmax(1))[confident]
+        return {"drift_steps": drift, "images": len(g), "confident": int(confident.sum()),
+                "agreement": float(agree.mean()) if agree.size else 1.0}
 
 
 def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: str | None,
              baud: int, limit: int | None) -> EvalReport:
     build = BuildDir(Path(build_dir))
     m = build.model
-    classes, items = _items(Path(data_dir), limit, m.arch.num_classes)
+    classes, items = _select(Path(data_dir), limit, m.arch.num_classes)
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     counts: list[int] = []
     counter: str | None = None
-    codes_seen, logits_seen = [], []
+    reference = TorchReference.open(build) if host else None
+    golden_logits = []
     start = time.perf_counter()
     if host:
         for path, label in tqdm(items, desc="eval (host)", unit="img"):
             codes = image_codes(load_pixels(path, m.arch.resolution), m.input_bits)
             r = golden.run(m, codes)
             confusion[label, r.label] += 1
-            codes_seen.append(codes)
-            logits_seen.append(r.logits)
+            golden_logits.append(r.logits)
+            if reference is not None:
+                reference.add(codes)
         target = "host (golden model)"
     else:
         with connect(build, emulator, port, baud) as session:
@@ -122,6 +153,6 @@ def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: st
     seconds = (time.perf_counter() - start) / max(len(items), 1)
     report = EvalReport(target, classes, len(items), float(np.trace(confusion) / max(len(items), 1)),
                         confusion.tolist(), seconds, float(np.mean(counts)) if counts else None, counter)
-    if host:
-        report.agreement = torch_agreement(build, codes_seen, logits_seen)
+    if reference is not None:
+        report.agreement = reference.agreement(golden_logits)
     return report
