@@ -5,7 +5,7 @@
 
 #include "dwt.h"
 #include "port.h"
-#include "stm32_usart.h"
+#include "stm32_periph.h"
 #include "timebase.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -56,13 +56,10 @@ static void clock_216mhz(void)
 void port_init(void)
 {
     clock_216mhz();
-    /* RM0385 6.4: PA9 and PB7 in alternate function 7 (USART1) */
     RCC_AHB1ENR |= 3u;        /* GPIOA, GPIOB */
     RCC_APB2ENR |= 1u << 4;   /* USART1 */
-    REG(GPIOA + 0x00u) = (REG(GPIOA + 0x00u) & ~(3u << 18)) | (2u << 18);
-    REG(GPIOA + 0x24u) = (REG(GPIOA + 0x24u) & ~(15u << 4)) | (7u << 4);   /* AFRH */
-    REG(GPIOB + 0x00u) = (REG(GPIOB + 0x00u) & ~(3u << 14)) | (2u << 14);
-    REG(GPIOB + 0x20u) = (REG(GPIOB + 0x20u) & ~(15u << 28)) | (7u << 28); /* AFRL */
+    stm32_gpio_af(GPIOA, 9u, 7u);  /* USART1 TX */
+    stm32_gpio_af(GPIOB, 7u, 7u);  /* USART1 RX */
     stm32_usart_init(USART1, PCLK2_HZ, BAUD);
     dwt_init();
     timebase_init(SYSCLK_HZ);

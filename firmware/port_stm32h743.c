@@ -6,7 +6,7 @@
 
 #include "dwt.h"
 #include "port.h"
-#include "stm32_usart.h"
+#include "stm32_periph.h"
 #include "timebase.h"
 
 #define REG(addr) (*(volatile uint32_t *)(addr))
@@ -22,8 +22,8 @@ void port_init(void)
 {
     RCC_AHB4ENR |= 1u << 3;    /* GPIOD (RM0433 8.7.43) */
     RCC_APB1LENR |= 1u << 18;  /* USART3 (8.7.45) */
-    REG(GPIOD + 0x00u) = (REG(GPIOD + 0x00u) & ~(15u << 16)) | (10u << 16); /* PD8, PD9: AF */
-    REG(GPIOD + 0x24u) = (REG(GPIOD + 0x24u) & ~0xFFu) | 0x77u;            /* AFRH: AF7 */
+    stm32_gpio_af(GPIOD, 8u, 7u);  /* USART3 TX */
+    stm32_gpio_af(GPIOD, 9u, 7u);  /* USART3 RX */
     stm32_usart_init(USART3, HSI_HZ, BAUD);
     dwt_init();
     timebase_init(HSI_HZ);

@@ -27,8 +27,8 @@ CC = "arm-none-eabi-gcc"
 ARM_FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2")
 FIRMWARE_SOURCES = ("startup.c", "main.c", "timebase.c")
 PORT_SOURCES = {"mps2": ("port_mps2.c",),
-                "stm32f746": ("port_stm32f746.c", "stm32_usart.c", "dwt.c"),
-                "stm32h743": ("port_stm32h743.c", "stm32_usart.c", "dwt.c")}
+                "stm32f746": ("port_stm32f746.c", "stm32_periph.c", "dwt.c"),
+                "stm32h743": ("port_stm32h743.c", "stm32_periph.c", "dwt.c")}
 """The firmware files of each port (boards' `port`), beside FIRMWARE_SOURCES."""
 MODEL_SOURCES = ("model.c", "weights.c", "qe_kernels.c")
 FULL_MAP_BYTES = 4 * MB

@@ -1,8 +1,9 @@
-/* stm32_usart.c: the USART of the STM32F7 and H7 (RM0385 31.8, RM0433 48.7: same registers),
- * polled, 8N1, oversampling by 16. */
+/* stm32_periph.c: the peripherals the STM32F7 and H7 share: GPIO alternate functions
+ * (RM0385 6.4, RM0433 11.4) and the USART (RM0385 31.8, RM0433 48.7), polled, 8N1,
+ * oversampling by 16. */
 #include <stdint.h>
 
-#include "stm32_usart.h"
+#include "stm32_periph.h"
 #include "timebase.h"
 
 #define REG(base, off) (*(volatile uint32_t *)((base) + (off)))
@@ -12,6 +13,13 @@
 #define ICR 0x20u
 #define RDR 0x24u
 #define TDR 0x28u
+
+void stm32_gpio_af(uint32_t gpio, uint32_t pin, uint32_t af)
+{
+    const uint32_t afr = pin < 8u ? 0x20u : 0x24u, shift = 4u * (pin % 8u);
+    REG(gpio, 0x00u) = (REG(gpio, 0x00u) & ~(3u << (2u * pin))) | (2u << (2u * pin)); /* MODER: AF */
+    REG(gpio, afr) = (REG(gpio, afr) & ~(15u << shift)) | (af << shift);              /* AFRL/AFRH */
+}
 
 void stm32_usart_init(uint32_t base, uint32_t kernel_hz, uint32_t baud)
 {
