@@ -18,7 +18,7 @@ from typing import Callable
 import jinja2
 
 from qetool import arch as A
-from qetool.compiler.lower import LoweredModel
+from qetool.compiler.lower import LoweredLayer, LoweredModel
 from qetool.compiler.pack import LAYOUTS, pack_weights
 from qetool.compiler.plan import CONV1X1_TILE, Plan
 from qetool.paths import TEMPLATES
@@ -51,68 +51,35 @@ def symbol(layer_id: str) -> str:
 
 @dataclass(frozen=True)
 class LayerC:
-    """What the templates need of one layer."""
+    """What the templates need of one layer beyond the lowered layer itself: its index, C
+    symbol and kernel, its buffers' arena offsets (bytes) and its packed weights."""
 
     index: int
-    id: str
-    op: str
+    layer: LoweredLayer
     sym: str
     kernel_fn: str
     layout: str
-    params: int
-    h_in: int
-    w_in: int
-    c_in: int
-    h_out: int
-    w_out: int
-    c_out: int
-    kernel: int
-    stride: int
-    pad: tuple[int, int, int, int]
-    bits_in: int
-    bits_w: int
-    bits_out: int
-    bits_res: int
-    signed_in: int
-    signed_res: int
-    lo: int
-    hi: int
     in_off: int
     out_off: int
     out_bytes: int
     res_off: int
     scratch_off: int
-    residual: bool
-    weights: bytes
-    bias: list[int]
-    mult: list[int]
-    shift: list[int]
-    mult_res: list[int]
+    packed: bytes
 
 
 def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
-    """Per-layer template data: plan offsets, packed weights, per-channel integers."""
+    """Per-layer template data: plan offsets and packed weights."""
     out = []
     for i, layer in enumerate(model.layers):
         is_head = layer.op == "head"
-        out_buf = p.buffer_of(layer.id) if not is_head else None
         out.append(LayerC(
-            index=i, id=layer.id, op=layer.op, sym=symbol(layer.id),
-            kernel_fn=KERNEL_FUNCTIONS[layer.op], layout=LAYOUTS[layer.op],
-            params=layer.params, h_in=layer.h_in, w_in=layer.w_in, c_in=layer.cin,
-            h_out=layer.h_out, w_out=layer.w_out, c_out=layer.cout, kernel=layer.kernel,
-            stride=layer.stride, pad=layer.pad, bits_in=layer.bits_x, bits_w=layer.bits_w,
-            bits_out=layer.bits_y, bits_res=layer.bits_r or 0, signed_in=int(layer.signed_x),
-            signed_res=int(layer.signed_r), lo=layer.lo, hi=layer.hi,
-            in_off=p.buffer_of(layer.input).offset,
-            out_off=out_buf.offset if out_buf else 0,
-            out_bytes=p.buffers[layer.id].size if not is_head else 0,
+            index=i, layer=layer, sym=symbol(layer.id), kernel_fn=KERNEL_FUNCTIONS[layer.op],
+            layout=LAYOUTS[layer.op], in_off=p.buffer_of(layer.input).offset,
+            out_off=0 if is_head else p.buffer_of(layer.id).offset,
+            out_bytes=0 if is_head else p.buffers[layer.id].size,
             res_off=p.buffer_of(layer.residual).offset if layer.residual else 0,
             scratch_off=p.buffers[f"{layer.id}.scratch"].offset,
-            residual=layer.residual is not None,
-            weights=pack_weights(layer.op, layer.weights, layer.bits_w),
-            bias=layer.bias.tolist(), mult=layer.m.tolist(), shift=layer.n.tolist(),
-            mult_res=layer.mx.tolist() if layer.mx is not None else []))
+            packed=pack_weights(layer.op, layer.weights, layer.bits_w)))
     return out
 
 
