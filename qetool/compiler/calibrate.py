@@ -14,7 +14,7 @@ import numpy as np
 
 from qetool import arch as A
 from qetool.checkpoint import Checkpoint, ConvWeights, HeadWeights, expected_shapes
-from qetool.compiler.golden import fake_quant_layer
+from qetool.compiler.golden import conv_real, output_real, quantize_output
 from qetool.compiler.lower import code_range, round_half_up
 from qetool.preprocess import image_codes
 
@@ -52,31 +52,23 @@ def random_checkpoint(arch: A.Arch, seed: int = 0) -> Checkpoint:
     ck = Checkpoint(arch, convs, head, steps={}, clamps={})
     codes = [{"image": image_codes(random_pixels(arch, seed, i), ts["image"].bits)}
              for i in range(CALIBRATION_IMAGES)]
-
-    def run_all(layer: A.Layer, stats: list[dict] | None) -> list[np.ndarray]:
-        return [fake_quant_layer(ck, layer, c[layer.input], c[layer.residual] if layer.residual else None,
-                                 None if stats is None else stats[i])
-                for i, c in enumerate(codes)]
-
     for layer in ls:
-        ck.steps[layer.id] = 1.0  # placeholders, so the layer runs; set below
-        if layer.relu6:
-            ck.clamps[layer.id] = 0
-        if layer.op != "head":
-            stats = [{} for _ in codes]
-            run_all(layer, stats)
-            conv = np.concatenate([st["conv"].reshape(-1, layer.cout) for st in stats])
+        inputs = [(c[layer.input], c[layer.residual] if layer.residual else None) for c in codes]
+        if layer.op == "head":
+            pre = [x for x, _ in inputs]
+        else:
+            pre = [conv_real(ck, layer, x) for x, _ in inputs]
+            conv = np.concatenate([p.reshape(-1, layer.cout) for p in pre])
             convs[layer.id].bn_mean = conv.mean(axis=0).astype(np.float32)
             convs[layer.id].bn_var = conv.var(axis=0).astype(np.float32)
-        stats = [{} for _ in codes]
-        run_all(layer, stats)
+        reals = [output_real(ck, layer, p, res) for p, (_, res) in zip(pre, inputs)]
         t = ts[layer.id]
         qmax = code_range(t.bits, t.signed)[1]
-        mag = np.concatenate([np.abs(st["real"]).ravel() for st in stats])
+        mag = np.concatenate([np.abs(r).ravel() for r in reals])
         step = float(np.percentile(mag, PERCENTILE)) / qmax
         ck.steps[layer.id] = float(np.float32(step if step > 0 else 1.0 / qmax))
         if layer.relu6:
             ck.clamps[layer.id] = min(qmax, round_half_up(6.0 / ck.steps[layer.id]))
-        for c, y in zip(codes, run_all(layer, None)):
-            c[layer.id] = y
+        for c, real in zip(codes, reals):
+            c[layer.id] = quantize_output(ck, layer, real)
     return ck

@@ -91,37 +91,47 @@ def run(model: LoweredModel, image_codes: np.ndarray) -> Trace:
 # Float fake-quant reference (float64), from the weights file
 
 
-def fake_quant_layer(ck: Checkpoint, layer: A.Layer, x: np.ndarray,
-                     res: np.ndarray | None = None, stats: dict | None = None) -> np.ndarray:
-    """One layer in float: dequantize the input codes, convolve with dequantized weights,
-    BatchNorm, ReLU6 (or + residual), quantize to the output step (round half up, clamp).
-    With `stats`, BatchNorm is skipped and the raw conv output is stored there (calibration)."""
+def conv_real(ck: Checkpoint, layer: A.Layer, x: np.ndarray) -> np.ndarray:
+    """A conv layer's real output before BatchNorm: input codes convolved with the weight codes,
+    times the input step and the per-channel weight steps."""
+    c = ck.convs[layer.id]
+    s_x = tensor_step(ck, layer.input, A.tensors(ck.arch)[layer.input].bits)
+    return conv_acc(x, c.w, layer.stride, layer.pad, layer.depthwise) * (s_x * c.w_step.astype(np.float64))
+
+
+def output_real(ck: Checkpoint, layer: A.Layer, pre: np.ndarray,
+                res: np.ndarray | None = None) -> np.ndarray:
+    """A layer's real output before its tensor's quantizer. For a conv, `pre` is conv_real:
+    BatchNorm, then ReLU6 or the residual (codes `res`) added. For the head, `pre` is the input
+    codes: global average, then the FC with dequantized weights and the float bias."""
     ts = A.tensors(ck.arch)
-    tx = ts[layer.input]
-    s_x = tensor_step(ck, layer.input, tx.bits)
-    s_y = ck.steps[layer.id]
     if layer.op == "head":
-        pooled = channel_sums(x) * s_x / (layer.h_in * layer.w_in)
-        real = (ck.head.w.astype(np.float64) * ck.head.w_step[:, None]) @ pooled + ck.head.bias
-        lo, hi = code_range(8, True)
-    else:
-        c = ck.convs[layer.id]
-        real = conv_acc(x, c.w, layer.stride, layer.pad, layer.depthwise) * (
-            s_x * c.w_step.astype(np.float64))
-        if stats is not None:
-            stats["conv"] = real
-        inv = c.bn_gamma.astype(np.float64) / np.sqrt(c.bn_var.astype(np.float64) + c.bn_eps)
-        real = (real - c.bn_mean) * inv + c.bn_beta
-        if layer.relu6:
-            real = np.clip(real, 0.0, 6.0)
-            lo, hi = 0, ck.clamps[layer.id]
-        else:
-            if res is not None:
-                real = real + res * tensor_step(ck, layer.residual, ts[layer.residual].bits)
-            lo, hi = code_range(ts[layer.id].bits, True)
-    if stats is not None:
-        stats["real"] = real
-    return np.clip(np.floor(real / s_y + 0.5), lo, hi).astype(np.int32)
+        s_x = tensor_step(ck, layer.input, ts[layer.input].bits)
+        pooled = channel_sums(pre) * s_x / (layer.h_in * layer.w_in)
+        return (ck.head.w.astype(np.float64) * ck.head.w_step[:, None]) @ pooled + ck.head.bias
+    c = ck.convs[layer.id]
+    inv = c.bn_gamma.astype(np.float64) / np.sqrt(c.bn_var.astype(np.float64) + c.bn_eps)
+    real = (pre - c.bn_mean) * inv + c.bn_beta
+    if layer.relu6:
+        return np.clip(real, 0.0, 6.0)
+    if res is not None:
+        real = real + res * tensor_step(ck, layer.residual, ts[layer.residual].bits)
+    return real
+
+
+def quantize_output(ck: Checkpoint, layer: A.Layer, real: np.ndarray) -> np.ndarray:
+    """Codes of a layer's output: round half up to its step, clamped (ReLU6: to its clamp code)."""
+    t = A.tensors(ck.arch)[layer.id]
+    lo, hi = (0, ck.clamps[layer.id]) if layer.relu6 else code_range(t.bits, True)
+    return np.clip(np.floor(real / ck.steps[layer.id] + 0.5), lo, hi).astype(np.int32)
+
+
+def fake_quant_layer(ck: Checkpoint, layer: A.Layer, x: np.ndarray,
+                     res: np.ndarray | None = None) -> np.ndarray:
+    """One layer in float: dequantize the input codes, convolve with dequantized weights,
+    BatchNorm, ReLU6 (or + residual), quantize to the output step (round half up, clamp)."""
+    pre = x if layer.op == "head" else conv_real(ck, layer, x)
+    return quantize_output(ck, layer, output_real(ck, layer, pre, res))
 
 
 def run_fake_quant(ck: Checkpoint, image_codes: np.ndarray) -> Trace:

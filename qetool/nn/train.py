@@ -120,7 +120,7 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
+def held_out_accuracy(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
     model.eval()
     right = total = 0
     for codes, labels in loader:
@@ -200,7 +200,7 @@ def train(arch_path: Path, data_dir: Path, out: Path, cfg: TrainConfig) -> dict:
             right += int((logits.argmax(1) == labels).sum())
             seen += len(labels)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", acc=f"{right / seen:.3f}")
-        held_acc = evaluate(model, held_loader, device)
+        held_acc = held_out_accuracy(model, held_loader, device)
         figures = {"epoch": epoch, "rank": rank, "loss": float(np.mean(losses)),
                    "train_accuracy": right / max(seen, 1), "held_out_accuracy": held_acc,
                    "losses": losses}
