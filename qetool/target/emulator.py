@@ -27,6 +27,7 @@ from pathlib import Path
 
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
+from qetool.target.host import read_result
 from qetool.target.tools import require
 
 QEMU = "qemu-system-arm"
@@ -130,13 +131,12 @@ def run_batch(machine: str, elf: Path, inputs: list[bytes], num_classes: int, n_
         if r.returncode != 0:
             raise QetoolError(f"the emulator exited with {r.returncode}: {r.stderr.decode().strip()}")
         data = (work / "qe_batch.out").read_bytes()
-        step = num_classes + 1 + arena_bytes
-        logits, labels, arenas = [], [], []
-        for i in range(len(inputs)):
-            rec = data[i * step:(i + 1) * step]
-            logits.append(list(struct.unpack(f"<{num_classes}b", rec[:num_classes])))
-            labels.append(rec[num_classes])
-            arenas.append(rec[num_classes + 1:])
+        logits, labels, arenas, pos = [], [], [], 0
+        for _ in inputs:
+            lg, label, arena, pos = read_result(data, pos, num_classes, arena_bytes)
+            logits.append(lg)
+            labels.append(label)
+            arenas.append(arena)
         has_plugin = any("-plugin" in c for c in cmd)
         return BatchResult(logits, labels, arenas,
                            split_marks(read_marks(counts), n_layers) if has_plugin else None)

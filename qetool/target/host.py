@@ -51,6 +51,15 @@ def pack_input(model: LoweredModel, image_codes: np.ndarray, size: int) -> bytes
     return data + bytes(size - len(data))
 
 
+def read_result(data: bytes, pos: int, num_classes: int, arena_bytes: int) -> tuple[list[int], int, bytes, int]:
+    """One inference's record, as the host runner and the firmware's batch mode write it:
+    int8 logits, the class byte, then `arena_bytes` of arena. Returns logits, class, arena
+    and the position after the record."""
+    logits = [b - 256 if b > 127 else b for b in data[pos:pos + num_classes]]
+    end = pos + num_classes + 1 + arena_bytes
+    return logits, data[pos + num_classes], data[pos + num_classes + 1:end], end
+
+
 def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes: int,
                images: list[np.ndarray], arena_bytes: int = 0) -> list[HostResult]:
     """Run `images` (codes) through the runner in one process; with `arena_bytes`, also
@@ -70,10 +79,8 @@ def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes
                 tensors[layer.id] = unpack_bits(data[pos:pos + nbytes], layer.bits_y, count,
                                                 layer.signed_y).reshape(layer.h_out, layer.w_out, layer.cout)
                 pos += nbytes
-        logits = np.frombuffer(data[pos:pos + k], dtype=np.int8).astype(np.int32)
-        arena = data[pos + k + 1:pos + k + 1 + arena_bytes]
-        out.append(HostResult(tensors, logits, data[pos + k], arena))
-        pos += k + 1 + arena_bytes
+        logits, label, arena, pos = read_result(data, pos, k, arena_bytes)
+        out.append(HostResult(tensors, np.array(logits, dtype=np.int32), label, arena))
     return out
 
 
