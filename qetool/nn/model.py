@@ -17,6 +17,7 @@ from torch import nn
 from qetool import arch as A
 from qetool.checkpoint import Checkpoint, ConvWeights, HeadWeights
 from qetool.compiler.lower import round_half_up as round_float
+from qetool.compiler.lower import tensor_step
 from qetool.nn.lsq import Quantizer
 from qetool.preprocess import image_step
 
@@ -93,7 +94,7 @@ class QENet(nn.Module):
         ts = A.tensors(self.arch)
 
         def real(codes: np.ndarray, name: str) -> torch.Tensor:
-            step = image_step(ts[name].bits) if name == "image" else ck.steps[name]
+            step = tensor_step(ck, name, ts[name].bits)
             return torch.from_numpy(codes.astype(np.float32)).permute(2, 0, 1)[None] * step
 
         res = real(res_codes, layer.residual) if layer.residual else None
