@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := build/demo
 
-.PHONY: demo test sysdeps bench clean
+.PHONY: demo test sysdeps bench code-sizes clean
 
 sysdeps:
 	@bash tools/sysdeps.sh
@@ -31,6 +31,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/compare_int8.py
 	$(BIN)/python bench/kernels_bits.py
+
+code-sizes: $(STAMP)
+	$(BIN)/python tools/code_sizes.py
 
 clean:
 	rm -rf build $(VENV)

@@ -22,10 +22,11 @@ from qetool.compiler.compile import compile_model  # noqa: E402
 from qetool.errors import QetoolError  # noqa: E402
 from qetool.preprocess import image_codes  # noqa: E402
 from qetool.table import render  # noqa: E402
-from qetool.target.builddir import BuildDir  # noqa: E402
-from qetool.target.emulator import run_batch  # noqa: E402
-from qetool.target.host import pack_input  # noqa: E402
-from qetool.target.profile import elf_sizes  # noqa: E402
+from qetool.device.boards import load_board  # noqa: E402
+from qetool.device.builddir import BuildDir  # noqa: E402
+from qetool.device.emulator import run_batch  # noqa: E402
+from qetool.compiler.hostrun import pack_input  # noqa: E402
+from qetool.device.profile import elf_sizes  # noqa: E402
 
 BOARD = "stm32f746"
 
@@ -34,10 +35,10 @@ def measure(arch_path: Path, out: Path) -> dict:
     """Compile, build, run one image; Flash and SRAM of emu.elf, instructions, fit."""
     note = ""
     try:
-        compile_model(arch_path, BOARD, out, force=True, build_firmware=True)
+        compile_model(arch_path, load_board(BOARD), out, force=True, build_firmware=True)
     except QetoolError as e:
         note = str(e)
-        compile_model(arch_path, BOARD, out, force=True, build_firmware=True, full_map=True)
+        compile_model(arch_path, load_board(BOARD), out, force=True, build_firmware=True, full_map=True)
     build = BuildDir(out)
     m = build.model
     sizes = elf_sizes(build.elf("emu"))

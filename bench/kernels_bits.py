@@ -20,10 +20,11 @@ from qetool.compiler.calibrate import random_pixels  # noqa: E402
 from qetool.compiler.compile import compile_model  # noqa: E402
 from qetool.preprocess import image_codes  # noqa: E402
 from qetool.table import render  # noqa: E402
-from qetool.target.builddir import BuildDir  # noqa: E402
-from qetool.target.emulator import run_batch  # noqa: E402
-from qetool.target.host import pack_input  # noqa: E402
-from qetool.target.profile import layer_macs  # noqa: E402
+from qetool.device.boards import load_board  # noqa: E402
+from qetool.device.builddir import BuildDir  # noqa: E402
+from qetool.device.emulator import run_batch  # noqa: E402
+from qetool.compiler.hostrun import pack_input  # noqa: E402
+from qetool.device.profile import layer_macs  # noqa: E402
 
 BITS_A = range(3, 9)
 BITS_W = range(2, 9)
@@ -41,7 +42,7 @@ def main() -> None:
             for w in BITS_W:
                 path = Path(tmp) / "a.json"
                 A.save(block(a, w), path)
-                compile_model(path, "stm32f746", Path(tmp) / "b", force=True, build_firmware=True)
+                compile_model(path, load_board("stm32f746"), Path(tmp) / "b", force=True, build_firmware=True)
                 build = BuildDir(Path(tmp) / "b")
                 m = build.model
                 img = image_codes(random_pixels(m.arch, 0), m.input_bits)

@@ -11,7 +11,7 @@ import resource
 import time
 
 from qetool.search.evolve import Evolution, SearchConfig
-from qetool.target.boards import load_board
+from qetool.device.boards import load_board
 
 FULL = 500_000
 
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     board = load_board("stm32f746")
-    cfg = SearchConfig(board.budget_sram_bytes, board.budget_flash_bytes, population=512,
+    cfg = SearchConfig(board.budget_sram_bytes, board.budget_flash_bytes, core=board.core.cpu, population=512,
                        iterations=args.iterations, seed=args.seed)
     marks: list[tuple[int, float, float]] = []
     step = max(1, args.iterations // 10)

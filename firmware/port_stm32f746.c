@@ -6,26 +6,20 @@
 #include "dwt.h"
 #include "port.h"
 #include "stm32_periph.h"
+#include "stm32f4f7_rcc.h"
 #include "timebase.h"
 
-#define REG(addr) (*(volatile uint32_t *)(addr))
-#define RCC 0x40023800u
-#define RCC_CR REG(RCC + 0x00u)
-#define RCC_PLLCFGR REG(RCC + 0x04u)
-#define RCC_CFGR REG(RCC + 0x08u)
-#define RCC_AHB1ENR REG(RCC + 0x30u)
-#define RCC_APB1ENR REG(RCC + 0x40u)
-#define RCC_APB2ENR REG(RCC + 0x44u)
-#define PWR_CR1 REG(0x40007000u)
-#define PWR_CSR1 REG(0x40007004u)
-#define FLASH_ACR REG(0x40023C00u)
+#define PWR_CR1 STM32_REG(0x40007000u)
+#define PWR_CSR1 STM32_REG(0x40007004u)
 #define GPIOA 0x40020000u
 #define GPIOB 0x40020400u
-#define USART1 0x40011000u
+#define USART1_BASE 0x40011000u
 
 #define SYSCLK_HZ 216000000u
 #define PCLK2_HZ 108000000u
 #define BAUD 115200u
+
+const stm32_usart_t stm32_console = STM32F7_USART(USART1_BASE);
 
 /* RM0385 5.3.2 (PLL), 3.3.2 (Flash wait states: 7 at 216 MHz, 2.7-3.6 V), 4.1.4 (over-drive). */
 static void clock_216mhz(void)
@@ -60,17 +54,7 @@ void port_init(void)
     RCC_APB2ENR |= 1u << 4;   /* USART1 */
     stm32_gpio_af(GPIOA, 9u, 7u);  /* USART1 TX */
     stm32_gpio_af(GPIOB, 7u, 7u);  /* USART1 RX */
-    stm32_usart_init(USART1, PCLK2_HZ, BAUD);
+    stm32_usart_init(&stm32_console, PCLK2_HZ, BAUD);
     dwt_init();
     timebase_init(SYSCLK_HZ);
-}
-
-int port_getc(uint32_t timeout_ms)
-{
-    return stm32_usart_getc(USART1, timeout_ms);
-}
-
-void port_write(const uint8_t *data, uint32_t n)
-{
-    stm32_usart_write(USART1, data, n);
 }

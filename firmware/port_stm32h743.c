@@ -13,10 +13,12 @@
 #define RCC_AHB4ENR REG(0x580244E0u)
 #define RCC_APB1LENR REG(0x580244E8u)
 #define GPIOD 0x58020C00u
-#define USART3 0x40004800u
+#define USART3_BASE 0x40004800u
 
 #define HSI_HZ 64000000u
 #define BAUD 115200u
+
+const stm32_usart_t stm32_console = STM32F7_USART(USART3_BASE);
 
 void port_init(void)
 {
@@ -24,17 +26,7 @@ void port_init(void)
     RCC_APB1LENR |= 1u << 18;  /* USART3 (8.7.45) */
     stm32_gpio_af(GPIOD, 8u, 7u);  /* USART3 TX */
     stm32_gpio_af(GPIOD, 9u, 7u);  /* USART3 RX */
-    stm32_usart_init(USART3, HSI_HZ, BAUD);
+    stm32_usart_init(&stm32_console, HSI_HZ, BAUD);
     dwt_init();
     timebase_init(HSI_HZ);
-}
-
-int port_getc(uint32_t timeout_ms)
-{
-    return stm32_usart_getc(USART3, timeout_ms);
-}
-
-void port_write(const uint8_t *data, uint32_t n)
-{
-    stm32_usart_write(USART3, data, n);
 }

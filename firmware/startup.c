@@ -1,5 +1,6 @@
-/* startup.c: vector table and reset for the Cortex-M7 (ARMv7-M Architecture Reference Manual,
- * B1.5.3 "The vector table"). Copies .data, zeroes .bss, enables the FPU, paints the stack. */
+/* startup.c: vector table and reset for ARMv7-M cores (ARMv7-M Architecture Reference Manual,
+ * B1.5.3 "The vector table"). Copies .data, zeroes .bss, enables the FPU when the board's core
+ * has one (the compiler then defines __ARM_FP: docs/boards.md), paints the stack. */
 #include <stdint.h>
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _sstack, _estack;
@@ -49,9 +50,11 @@ uint32_t qe_stack_size(void)
 void Reset_Handler(void)
 {
     uint32_t *src = &_sidata, *dst = &_sdata, *sp;
+#if defined(__ARM_FP)
     /* CPACR (0xE000ED88): full access to CP10/CP11, the FPU (B3.2.20). */
     *(volatile uint32_t *)0xE000ED88u |= 0xFu << 20;
     __asm__ volatile("dsb\n\tisb" ::: "memory");
+#endif
     while (dst < &_edata) {
         *dst++ = *src++;
     }

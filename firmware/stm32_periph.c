@@ -1,18 +1,15 @@
-/* stm32_periph.c: the peripherals the STM32F7 and H7 share: GPIO alternate functions
- * (RM0385 6.4, RM0433 11.4) and the USART (RM0385 31.8, RM0433 48.7), polled, 8N1,
- * oversampling by 16. */
+/* stm32_periph.c: the peripherals the STM32F4, F7 and H7 share: GPIO alternate functions
+ * (RM0402 7.4, RM0385 6.4, RM0433 11.4) and the USART (RM0402 26.6, RM0385 31.8, RM0433 48.7),
+ * polled, 8N1, oversampling by 16, in either register map (stm32_periph.h); port_getc and
+ * port_write on the port's console USART. The status bits are
+ * the same in both: RXNE 5, TXE 7, ORE 3; so are TE 3 and RE 2 in CR1. */
 #include <stdint.h>
 
+#include "port.h"
 #include "stm32_periph.h"
 #include "timebase.h"
 
 #define REG(base, off) (*(volatile uint32_t *)((base) + (off)))
-#define CR1 0x00u
-#define BRR 0x0Cu
-#define ISR 0x1Cu
-#define ICR 0x20u
-#define RDR 0x24u
-#define TDR 0x28u
 
 void stm32_gpio_af(uint32_t gpio, uint32_t pin, uint32_t af)
 {
@@ -21,31 +18,41 @@ void stm32_gpio_af(uint32_t gpio, uint32_t pin, uint32_t af)
     REG(gpio, afr) = (REG(gpio, afr) & ~(15u << shift)) | (af << shift);              /* AFRL/AFRH */
 }
 
-void stm32_usart_init(uint32_t base, uint32_t kernel_hz, uint32_t baud)
+void stm32_usart_init(const stm32_usart_t *u, uint32_t kernel_hz, uint32_t baud)
 {
-    REG(base, BRR) = (kernel_hz + baud / 2u) / baud;
-    REG(base, CR1) = (1u << 3) | (1u << 2) | 1u; /* TE, RE, UE */
+    REG(u->base, u->brr) = (kernel_hz + baud / 2u) / baud;
+    REG(u->base, u->cr1) = (1u << 3) | (1u << 2) | (1u << u->ue_bit); /* TE, RE, UE */
 }
 
-int stm32_usart_getc(uint32_t base, uint32_t timeout_ms)
+int stm32_usart_getc(const stm32_usart_t *u, uint32_t timeout_ms)
 {
     uint32_t start = timebase_millis();
-    while (!(REG(base, ISR) & (1u << 5))) { /* RXNE */
-        if (REG(base, ISR) & (1u << 3)) {   /* ORE: drop the overrun, the frame's CRC will fail */
-            REG(base, ICR) = 1u << 3;
+    while (!(REG(u->base, u->status) & (1u << 5))) { /* RXNE */
+        if (u->icr && (REG(u->base, u->status) & (1u << 3))) { /* ORE: drop it, the frame's CRC will fail */
+            REG(u->base, u->icr) = 1u << 3;
         }
         if (timeout_ms && timebase_millis() - start >= timeout_ms) {
             return -1;
         }
     }
-    return (int)(REG(base, RDR) & 0xFFu);
+    return (int)(REG(u->base, u->rdr) & 0xFFu);
 }
 
-void stm32_usart_write(uint32_t base, const uint8_t *data, uint32_t n)
+void stm32_usart_write(const stm32_usart_t *u, const uint8_t *data, uint32_t n)
 {
     while (n--) {
-        while (!(REG(base, ISR) & (1u << 7))) { /* TXE */
+        while (!(REG(u->base, u->status) & (1u << 7))) { /* TXE */
         }
-        REG(base, TDR) = *data++;
+        REG(u->base, u->tdr) = *data++;
     }
+}
+
+int port_getc(uint32_t timeout_ms)
+{
+    return stm32_usart_getc(&stm32_console, timeout_ms);
+}
+
+void port_write(const uint8_t *data, uint32_t n)
+{
+    stm32_usart_write(&stm32_console, data, n);
 }

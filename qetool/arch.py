@@ -1,4 +1,4 @@
-"""arch.json: the network format (contracts section 1) and its tensor table (section 2).
+"""arch.json: the network format and its tensor table (docs/network.md).
 
 A file holds rows as in the paper's structure tables. `load`/`save` round-trip exactly;
 `validate` names the JSON path of every error. `blocks`, `layers` and `tensors` expand rows
@@ -133,7 +133,7 @@ class Layer:
 
 @dataclass(frozen=True)
 class Tensor:
-    """An activation tensor (contracts section 2), named after the layer that writes it
+    """An activation tensor (docs/network.md), named after the layer that writes it
     (`image` for the input). One quantizer: `bits`, signed or unsigned codes, shape HWC."""
 
     name: str
@@ -211,7 +211,7 @@ def layers(arch: Arch) -> list[Layer]:
 
 
 def tensors(arch: Arch) -> dict[str, Tensor]:
-    """The tensor table (contracts section 2), keyed by tensor name, in execution order.
+    """The tensor table (docs/network.md), keyed by tensor name, in execution order.
 
     A tensor's bits are the bits_a of the layer that reads it (8 for the head's input and the
     logits); codes are unsigned after ReLU6 (and for the image), signed otherwise."""

@@ -1,4 +1,4 @@
-"""The weights file (contracts section 5): `model.npz`, numpy only.
+"""The weights file (docs/formats.md): `model.npz`, numpy only.
 
 Format tag `qetool-weights/1`; the arch as embedded JSON and its hash; arrays keyed by layer id:
 

@@ -34,6 +34,16 @@ class _Size(click.ParamType):
 SIZE = _Size()
 
 
+def _board_options(required: bool):
+    """--board NAME (boards/NAME.toml) or --board-file PATH (a user's board, docs/boards.md)."""
+    def add(f):
+        f = click.option("--board-file", type=click.Path(dir_okay=False),
+                         help="A board file of your own instead of --board (docs/boards.md).")(f)
+        what = "Target board" if required else "Show the board's search budgets and what is left"
+        return click.option("--board", help=f"{what}: a name from boards/ (e.g. stm32f746).")(f)
+    return add
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="qetool")
 def cli() -> None:
@@ -41,7 +51,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--board", required=True, help="Board name (boards/NAME.toml); budgets come from it.")
+@_board_options(required=True)
 @click.option("--sram", type=SIZE, help="SRAM budget for the arena, e.g. 256KB (default: the board's).")
 @click.option("--flash", type=SIZE, help="Flash budget for the model, e.g. 1MB (default: the board's).")
 @click.option("--resolution", type=click.IntRange(16, 1024), default=160, show_default=True,
@@ -52,16 +62,16 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the best arch.json.")
-def search(board, sram, flash, resolution, classes, population, iterations, seed, output):
+def search(board, board_file, sram, flash, resolution, classes, population, iterations, seed, output):
     """Evolve a network and its bit widths for a board's budgets (QE-score + QBR)."""
     from qetool.arch import save
+    from qetool.device.boards import choose_board
     from qetool.search.evolve import SearchConfig
     from qetool.search.run import run_with_progress
-    from qetool.target.boards import load_board
 
-    b = load_board(board)
+    b = choose_board(board, board_file)
     cfg = SearchConfig(sram_budget=sram or b.budget_sram_bytes,
-                       flash_budget=flash or b.budget_flash_bytes, resolution=resolution,
+                       flash_budget=flash or b.budget_flash_bytes, core=b.core.cpu, resolution=resolution,
                        num_classes=classes, population=population, iterations=iterations,
                        seed=seed)
     result = run_with_progress(cfg)
@@ -76,21 +86,22 @@ def search(board, sram, flash, resolution, classes, population, iterations, seed
 
 @cli.command()
 @click.argument("arch_json", type=click.Path(dir_okay=False))
-@click.option("--board", help="Show the board's search budgets and what is left.")
+@_board_options(required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def score(arch_json, board, as_json):
+def score(arch_json, board, board_file, as_json):
     """QE-score, model Flash and peak SRAM of an arch.json, per block."""
     from qetool.arch import load
+    from qetool.device.boards import choose_board
     from qetool.search.summary import score_report
-    from qetool.target.boards import load_board
 
-    report = score_report(load(arch_json), load_board(board) if board else None)
+    chosen = choose_board(board, board_file) if board or board_file else None
+    report = score_report(load(arch_json), chosen)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
 
 
 @cli.command("compile")
 @click.argument("arch_json", type=click.Path(dir_okay=False))
-@click.option("--board", required=True, help="Target board (boards/NAME.toml).")
+@_board_options(required=True)
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Weights file (model.npz); default: seeded random weights, calibrated.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
@@ -98,11 +109,12 @@ def score(arch_json, board, as_json):
 @click.option("--build", "build_fw", is_flag=True,
               help="Also build the firmware: board.elf, board.bin and emu.elf (arm-none-eabi-gcc).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
-def compile_cmd(arch_json, board, weights, seed, force, build_fw, output):
+def compile_cmd(arch_json, board, board_file, weights, seed, force, build_fw, output):
     """Lower a network to integer C with packed sub-byte tensors and a static arena."""
     from qetool.compiler.compile import compile_model, over_budget, report_table
+    from qetool.device.boards import choose_board
 
-    c = compile_model(arch_json, board, output, weights, seed, force, build_fw)
+    c = compile_model(arch_json, choose_board(board, board_file), output, weights, seed, force, build_fw)
     click.echo(report_table(c.report))
     for line in over_budget(c.report):
         click.echo(f"warning: {line} (compiled with --force)", err=True)
@@ -124,7 +136,7 @@ def _target_options(f):
 @click.option("--check", is_flag=True, help="Compare the logits with the golden model; exit 1 on any difference.")
 def run(build_dir, emulator, port, baud, images, check):
     """Run inferences on the board or the emulator and print class, logits and cycles."""
-    from qetool.target.run import run_images
+    from qetool.device.run import run_images
 
     ok = True
     for line, same in run_images(build_dir, emulator, port, baud, list(images), check):
@@ -141,9 +153,9 @@ def run(build_dir, emulator, port, baud, images, check):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def profile(build_dir, emulator, port, baud, as_json):
     """Measured Flash, SRAM, stack and latency per layer, against the board's limits."""
-    from qetool.target.builddir import BuildDir
-    from qetool.target.profile import over_limits, profile as measure, profile_table
-    from qetool.target.session import connect
+    from qetool.device.builddir import BuildDir
+    from qetool.device.profile import over_limits, profile as measure, profile_table
+    from qetool.device.session import connect
 
     build = BuildDir(build_dir)
     with connect(build, emulator, port, baud) as session:
@@ -165,8 +177,8 @@ def flash(build_dir, tool, dry_run):
     """Write board.bin to the board named in the manifest."""
     from pathlib import Path
 
-    from qetool.target.builddir import BuildDir
-    from qetool.target.flash import flash as write
+    from qetool.device.builddir import BuildDir
+    from qetool.device.flash import flash as write
 
     build = BuildDir(build_dir)
     line = write(Path(build_dir), build.board, tool, dry_run)
@@ -222,7 +234,7 @@ def export(weights, output):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def eval_cmd(build_dir, data_dir, host, emulator, port, baud, limit, as_json):
     """Accuracy, confusion matrix and latency of a compiled model on an image folder."""
-    from qetool.target.evaluate import evaluate
+    from qetool.device.evaluate import evaluate
 
     if host + emulator + (port is not None) != 1:
         raise QetoolError("give exactly one of --host, --emulator and --port")

@@ -1,4 +1,4 @@
-"""Input (contracts section 4): image -> pixels -> input codes.
+"""Input (docs/arithmetic.md, input): image -> pixels -> input codes.
 
 RGB, HWC, uint8; the shorter side resized to `resolution` (bilinear), then a centre crop. The
 network sees pixel / 255; the codes are pixel >> (8 - bits), a fixed quantizer with step

@@ -1,4 +1,4 @@
-"""Firmware in QEMU (mps2-an500, linked with the STM32F746's sizes): bit-exact against the
+"""Firmware in QEMU (mps2-an500 linked with the STM32F746's sizes, mps2-an386 with the STM32F412's): bit-exact against the
 golden model, the serial protocol under faults, run/profile/flash, link-time budget checks.
 Skipped without the Arm toolchain or QEMU, except in CI (CI=true), where a skip is a failure."""
 
@@ -19,14 +19,15 @@ from qetool import arch as A
 from qetool.compiler import golden
 from qetool.compiler.calibrate import random_pixels
 from qetool.compiler.compile import compile_model
+from qetool.device.boards import load_board
 from qetool.preprocess import image_codes
-from qetool.target import protocol as P
-from qetool.target.builddir import BuildDir
-from qetool.target.emulator import Emulator, run_batch
-from qetool.target.host import build_runner, pack_input, run_build
-from qetool.target.profile import model_code_bytes
-from qetool.target.serial import Device, DeviceError, Link
-from qetool.target.session import Session
+from qetool.device import protocol as P
+from qetool.device.builddir import BuildDir
+from qetool.device.emulator import Emulator, run_batch
+from qetool.compiler.hostrun import build_runner, pack_input, run_build
+from qetool.device.profile import model_code_bytes
+from qetool.device.serial import Device, DeviceError, Link
+from qetool.device.session import Session
 
 QETOOL = [sys.executable, "-m", "qetool"]
 MISSING = [t for t in ("arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
@@ -40,7 +41,7 @@ if MISSING:
 def _build(tmp, arch: A.Arch, name: str, seed: int = 0, board: str = "stm32f746"):
     path = tmp / f"{name}.json"
     A.save(arch, path)
-    compile_model(path, board, tmp / name, seed=seed, force=True, build_firmware=True)
+    compile_model(path, load_board(board), tmp / name, seed=seed, force=True, build_firmware=True)
     return BuildDir(tmp / name)
 
 
@@ -201,6 +202,25 @@ def test_over_the_board_fails_at_link_time(tmp_path):
     assert r.returncode == 2
     assert "error: board.elf does not fit stm32f746 (1,048,576 B Flash, 327,680 B SRAM): over in Flash by" in r.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_paper_network_on_the_f412_in_qemu_an386(tmp_path):
+    """The issue's flow on the Cortex-M4 board: the paper's network still fits its budget, links
+    with its limits, runs bit-exact in mps2-an386; the M4 code table holds for its ELF."""
+    out = tmp_path / "f412"
+    r = subprocess.run(QETOOL + ["compile", str(EXAMPLES / "paper_256k_1m.json"), "--board", "stm32f412",
+                                 "--build", "-o", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    build = BuildDir(out)
+    assert build.board.core.cpu == "cortex-m4" and build.board.emulator.machine == "mps2-an386"
+    assert build.report["arena_bytes"] <= build.board.budget_sram_bytes
+    r = subprocess.run(QETOOL + ["run", str(out), "--emulator", "--check"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "golden: same" in r.stdout, r.stderr
+    _batch_matches_golden_and_host(build, tmp_path, images=1)
+    for elf in ("board", "emu"):
+        code = model_code_bytes(build.elf(elf))
+        assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code
 
 
 def test_h743_image_builds_and_links(tmp_path):

@@ -17,9 +17,10 @@ from qetool import arch as A
 from qetool.compiler import golden
 from qetool.compiler.calibrate import random_pixels
 from qetool.compiler.compile import compile_model
+from qetool.device.boards import load_board
 from qetool.compiler.lower import LoweredModel
 from qetool.preprocess import image_codes
-from qetool.target.host import WARNINGS, build_runner, run_build
+from qetool.compiler.hostrun import WARNINGS, build_runner, run_build
 
 PAIRS = [(a, w) for a in range(3, 9) for w in range(2, 9)]
 
@@ -57,7 +58,7 @@ def _check(tmp_path, arch: A.Arch, name: str, images: int = 2, seed: int = 0):
     path = tmp_path / f"{name}.json"
     A.save(arch, path)
     build = tmp_path / name
-    compile_model(path, "stm32f746", build, seed=seed, force=True)
+    compile_model(path, load_board("stm32f746"), build, seed=seed, force=True)
     exe = build_runner(build, tmp_path / f"{name}.run", opt="-O1")
     model = LoweredModel.load(build / "lowered.npz")
     imgs = [image_codes(random_pixels(arch, 1000 + seed, i), model.input_bits) for i in range(images)]
@@ -90,7 +91,7 @@ def test_sources_build_warning_free_for_cortex_m7(tmp_path):
         pytest.skip("arm-none-eabi-gcc not installed (Debian: gcc-arm-none-eabi)")
     path = tmp_path / "paper.json"
     shutil.copy(EXAMPLES / "paper_256k_1m.json", path)
-    compile_model(path, "stm32f746", tmp_path / "b")
+    compile_model(path, load_board("stm32f746"), tmp_path / "b")
     src = tmp_path / "b" / "src"
     for f in ("model.c", "weights.c", "qe_kernels.c"):
         subprocess.run([cc, *WARNINGS, "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard",

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qetool.errors import QetoolError
-from qetool.target import protocol as P
-from qetool.target.serial import Device, DeviceError, Link
+from qetool.device import protocol as P
+from qetool.device.serial import Device, DeviceError, Link
 
 
 def test_frame_layout():

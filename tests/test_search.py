@@ -32,7 +32,7 @@ def test_results_fit_their_budgets(sram, flash, res):
     best = search(cfg).best
     arch = space.to_arch(best.genome, cfg.resolution, cfg.num_classes)
     assert plan(arch).arena_bytes == best.peak_sram_bytes <= sram
-    assert model_flash(arch).total == best.flash_bytes <= flash
+    assert model_flash(arch, "cortex-m7").total == best.flash_bytes <= flash
     assert qe_score(arch) == best.qe_score
 
 
@@ -48,7 +48,7 @@ def test_every_evaluated_candidate_agrees_with_the_compiler_side():
         g = c.genome
         arch = space.to_arch(g, 64, 2)
         assert plan(arch).arena_bytes == c.peak_sram_bytes <= cfg.sram_budget
-        assert model_flash(arch).total == c.flash_bytes <= cfg.flash_budget
+        assert model_flash(arch, "cortex-m7").total == c.flash_bytes <= cfg.flash_budget
         assert genome_score(g) == qe_score(arch) == c.qe_score
 
 

@@ -15,10 +15,10 @@ from qetool.compiler.calibrate import random_checkpoint
 from qetool.compiler.lower import LoweredModel, lower
 from qetool.compiler.pack import model_flash
 from qetool.compiler.plan import Plan, plan
-from qetool.compiler.render import manifest, render_sources, to_json, write_build
+from qetool.compiler.render import BOARD_FILE, manifest, render_sources, to_json, write_build
 from qetool.errors import QetoolError
-from qetool.target import build as firmware
-from qetool.target.boards import Board, load_board
+from qetool.compiler import firmware
+from qetool.device.boards import Board
 from qetool.table import render
 from qetool.units import fmt_size
 
@@ -35,8 +35,8 @@ class Compiled:
 
 
 def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
-    """report.json (contracts section 8): Flash split, arena, per-layer rows, board limits."""
-    flash = model_flash(model.arch)
+    """report.json (docs/formats.md): Flash split, arena, per-layer rows, board limits."""
+    flash = model_flash(model.arch, board.core.cpu)
     layers = []
     for layer, f in zip(model.layers, flash.layers):
         buf = p.buffer_of(layer.id) if layer.op != "head" else None
@@ -100,24 +100,27 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
     return Compiled(model, p, build_report(model, p, board), render_sources(model, p), ck)
 
 
-def compile_model(arch_path: str | Path, board_name: str, out_dir: str | Path,
+def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
                   weights: str | Path | None = None, seed: int = 0, force: bool = False,
                   build_firmware: bool = False, full_map: bool = False) -> Compiled:
     """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/;
     with `build_firmware` also board.elf, board.bin, emu.elf). Over the board's budgets is a
-    user error unless `force`. `full_map` links emu.elf with the emulator's whole memory."""
+    user error unless `force`. `full_map` links emu.elf with the emulator's whole memory. A
+    board from a user's file is copied to build/board.toml, where later commands read it."""
     arch = A.load(arch_path)
-    board = load_board(board_name)
     c = compile_arch(arch, board, weights, seed)
     over = over_budget(c.report)
     if over and not force:
         raise QetoolError("; ".join(over) + " (--force compiles anyway)")
     files: dict[str, bytes | str] = {
-        "manifest.json": to_json(manifest(c.model, c.plan, board.name)),
+        "manifest.json": to_json(manifest(c.model, c.plan, board.name,
+                                          BOARD_FILE if board.file_text is not None else None)),
         "report.json": to_json(c.report),
         "lowered.npz": c.model.to_bytes(),
         "weights.npz": checkpoint.to_bytes(c.weights),
         **{f"src/{name}": text for name, text in c.sources.items()}}
+    if board.file_text is not None:
+        files[BOARD_FILE] = board.file_text
     write_build(Path(out_dir), files,
                 (lambda d: firmware.build_firmware(d, board, full_map)) if build_firmware else None)
     return c

@@ -3,7 +3,7 @@ specification of every C kernel), and a float64 fake-quant reference of the same
 computed from the weights file.
 
 Both take image codes (H, W, C) and walk the layers in order. Tensors are int codes, HWC.
-Agreement (contracts section 10): golden vs C bit-exact; golden vs fake-quant within one output
+Agreement (docs/testing.md): golden vs C bit-exact; golden vs fake-quant within one output
 step per layer when fed the same input codes.
 """
 

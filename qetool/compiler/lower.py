@@ -1,4 +1,4 @@
-"""Lowering (contracts section 3): a weights file -> the integer model every kernel runs.
+"""Lowering (docs/arithmetic.md): a weights file -> the integer model every kernel runs.
 
 round(x) is floor(x + 1/2) everywhere; in integers round_shift(v, n) = (v + 2^(n-1)) >> n with
 an arithmetic shift (v itself for n = 0).
@@ -45,7 +45,7 @@ LOWERED_FORMAT = "qetool-lowered/1"
 
 
 def round_half_up(x: float) -> int:
-    """round(x) = floor(x + 1/2) (contracts section 3)."""
+    """round(x) = floor(x + 1/2) (docs/arithmetic.md)."""
     return math.floor(x + 0.5)
 
 
@@ -83,7 +83,7 @@ def fold_channel(a: float, b: float, s_y: float, acc_bound: int, s_res: float | 
                  res_bound: int = 0, bias_b_over_a: bool = False) -> ChannelFold:
     """Requantization of real z = a * acc + b (+ residual codes * s_res) to steps s_y.
     `acc_bound` and `res_bound` bound |acc| and |residual code|; the int64 sum stays below 2^62.
-    bias = round(b / a) with `bias_b_over_a` (the head's formula, contracts section 3), else
+    bias = round(b / a) with `bias_b_over_a` (the head's formula, docs/arithmetic.md), else
     round(b / s_y * 2^n / M)."""
     mx_scale = s_res / s_y if s_res is not None else 0.0
     n_cap = 62 if mx_scale == 0.0 else min(62, 30 - math.floor(math.log2(mx_scale)))

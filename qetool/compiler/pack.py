@@ -1,4 +1,4 @@
-"""Packed layouts and their exact byte counts (contracts section 6, Flash side).
+"""Packed layouts and their exact byte counts (docs/memory.md, Flash side).
 
 Bit order, for weights and activations alike: a tensor is a little-endian bit stream; element e
 (in its layout order) occupies stream bits [e*b, (e+1)*b), stream bit j being bit (j % 8) of byte
@@ -14,32 +14,38 @@ Model Flash = packed weights + per-channel data + head + kernel code (`model_fla
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from qetool.arch import Arch, Layer, layers
+from qetool.errors import QetoolError
 
 ALIGN = 4
 """Every array (weights, per-channel data, activation buffer) starts on this many bytes."""
 CHANNEL_BYTES = 9
-"""Per output channel: bias int32 + multiplier M int32 + shift n int8 (contracts section 3)."""
+"""Per output channel: bias int32 + multiplier M int32 + shift n int8 (docs/arithmetic.md)."""
 RESIDUAL_CHANNEL_BYTES = 4
 """Extra per output channel of a project with a residual: Mx int32."""
 
-KERNEL_CODE_BYTES = {
-    "runtime": 178,
-    "conv": 876,
-    "conv1x1": 1594,
-    "dwconv": 2312,
-    "head": 448,
-}
-"""Code bytes of each kernel the model instantiates, measured in the Cortex-M7 ELF
-(arm-none-eabi-gcc 12.2, -O2, Thumb-2; the pack/unpack and requantization helpers are inlined
-into them); `runtime` is qe_model_input, qe_model_arena and libc's memset."""
-LAYER_CALL_BYTES = 86
-"""Flash of one layer in model.c, measured: its call in qe_model_run() with the per-layer
-hooks (22 B) and its qe_layer_t descriptor (64 B)."""
+CODE_SIZES = Path(__file__).with_name("code_sizes.json")
+"""Code bytes per kernel and core, measured from the ELF by `make code-sizes` (docs/memory.md)."""
+CODE_SIZES_FORMAT = "qetool-code-sizes/1"
+
+
+@lru_cache(maxsize=None)
+def code_table(core: str) -> dict[str, int]:
+    """Code bytes on `core` (a -mcpu name): each op's kernel, `runtime` (qe_model_input,
+    qe_model_arena, the fixed part of qe_model_run, libc's memset) and `layer` (one layer's call
+    in qe_model_run with its hooks, and its descriptor)."""
+    doc = json.loads(CODE_SIZES.read_text())
+    if core not in doc["cores"]:
+        raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} "
+                          f"(measured: {', '.join(doc['cores'])}; run `make code-sizes`)")
+    return doc["cores"][core]
 
 
 def align(n: int) -> int:
@@ -67,16 +73,16 @@ def channel_bytes(cout: int, residual: bool) -> int:
     return align(CHANNEL_BYTES * cout) + (RESIDUAL_CHANNEL_BYTES * cout if residual else 0)
 
 
-def code_bytes(kernels: set[str], n_layers: int) -> int:
-    """Code bytes: the runtime, each distinct kernel once, and one call per layer."""
-    return (KERNEL_CODE_BYTES["runtime"] + sum(KERNEL_CODE_BYTES[k] for k in kernels)
-            + LAYER_CALL_BYTES * n_layers)
+def code_bytes(kernels: set[str], n_layers: int, core: str) -> int:
+    """Code bytes on `core`: the runtime, each distinct kernel once, and one call per layer."""
+    t = code_table(core)
+    return t["runtime"] + sum(t[k] for k in kernels) + t["layer"] * n_layers
 
 
-def kernel_code_bytes(ls: list[Layer]) -> int:
+def kernel_code_bytes(ls: list[Layer], core: str) -> int:
     """code_bytes of the kernels a layer list instantiates (one per op; a residual project
     uses the 1x1 kernel)."""
-    return code_bytes({layer.op for layer in ls}, len(ls))
+    return code_bytes({layer.op for layer in ls}, len(ls), core)
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class LayerFlash:
 
 @dataclass(frozen=True)
 class Flash:
-    """Model Flash (contracts section 6), in bytes."""
+    """Model Flash (docs/memory.md), in bytes."""
 
     layers: tuple[LayerFlash, ...]
     code: int
@@ -113,10 +119,11 @@ def layer_flash(layer: Layer) -> LayerFlash:
                       channel_bytes(layer.cout, layer.residual is not None))
 
 
-def model_flash(arch: Arch) -> Flash:
-    """Every layer's weights and per-channel data (the head included) plus kernel code."""
+def model_flash(arch: Arch, core: str) -> Flash:
+    """Every layer's weights and per-channel data (the head included) plus kernel code on
+    `core`."""
     ls = layers(arch)
-    return Flash(tuple(layer_flash(layer) for layer in ls), kernel_code_bytes(ls))
+    return Flash(tuple(layer_flash(layer) for layer in ls), kernel_code_bytes(ls, core))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The static memory plan (contracts section 6, SRAM side): one arena for the input slot, every
+"""The static memory plan (docs/memory.md, SRAM side): one arena for the input slot, every
 activation buffer and all kernel scratch, over the execution order. It depends on the arch alone.
 
 Timeline, one step per layer (x = block input, E = expanded, y = block output):

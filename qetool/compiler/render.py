@@ -1,4 +1,4 @@
-"""Render the C sources (templates/*.j2) and write build/ (contracts section 8).
+"""Render the C sources (templates/*.j2) and write build/ (docs/formats.md).
 
 Logic stays here in Python (offsets, symbols, packed bytes); the C text lives in the templates.
 The whole build/ directory is written beside its target and swapped in at the end, so a failed
@@ -28,6 +28,8 @@ KERNEL_FUNCTIONS = {"conv": "qe_conv_hwc", "conv1x1": "qe_conv1x1_hwc",
 """The C function of each op (the keys of pack.KERNEL_CODE_BYTES but `runtime`)."""
 SOURCES = ("qe_kernels.h", "qe_kernels.c", "model.h", "model.c", "weights.h", "weights.c")
 MANIFEST_FORMAT = "qetool-build/1"
+BOARD_FILE = "board.toml"
+"""build/board.toml: the user's board file, for a build made with --board-file."""
 
 
 def _hexrows(data: bytes, per_line: int = 16) -> list[str]:
@@ -129,11 +131,12 @@ def write_build(out_dir: Path, files: dict[str, bytes | str],
             shutil.rmtree(tmp)
 
 
-def manifest(model: LoweredModel, p: Plan, board: str) -> dict:
-    """manifest.json (contracts section 8)."""
+def manifest(model: LoweredModel, p: Plan, board: str, board_file: str | None = None) -> dict:
+    """manifest.json (docs/formats.md); `board_file` names build/'s copy of a user's board file."""
     image = p.buffers["image"]
     return {
-        "format": MANIFEST_FORMAT, "board": board, "arch": A.to_dict(model.arch),
+        "format": MANIFEST_FORMAT, "board": board,
+        **({"board_file": board_file} if board_file else {}), "arch": A.to_dict(model.arch),
         "model_hash": model.model_hash, "resolution": model.arch.resolution,
         "num_classes": model.arch.num_classes,
         "input": {"bits": model.input_bits, "layout": "HWC, packed LSB first",

@@ -1,5 +1,5 @@
-"""Learned step size quantization (Esser et al., 2019) with qetool's rounding (contracts
-section 3): codes = floor(clamp(v / s, lo, hi) + 1/2), value = codes * s.
+"""Learned step size quantization (Esser et al., 2019) with qetool's rounding
+(docs/arithmetic.md): codes = floor(clamp(v / s, lo, hi) + 1/2), value = codes * s.
 
 Gradients: straight-through for v inside the range (zero outside); for the step, LSQ's
 d/ds = (round(v/s) - v/s) inside, lo or hi outside, scaled by g = 1 / sqrt(N * Qp), N being the

@@ -1,9 +1,9 @@
 """The torch model of an arch.json: the same layers, geometry, bits and head as the compiler
 (qetool.arch.layers and the tensor table), with LSQ fake quantization: weights per output
 channel, one quantizer per activation tensor (the one its producer writes), the fixed image
-quantizer of contracts section 4. Inputs are image codes (N, C, H, W), as on the device.
+quantizer (docs/arithmetic.md, input). Inputs are image codes (N, C, H, W), as on the device.
 
-`to_checkpoint` writes the weights file (contracts section 5) with the codes torch computes, so
+`to_checkpoint` writes the weights file (docs/formats.md) with the codes torch computes, so
 nothing is rounded twice.
 """
 

@@ -4,12 +4,12 @@ Data: DATA_DIR holds one folder per class (class index = sorted folder name: `no
 `person` for Visual Wake Words). One image in ten (by a hash of its path) is held out. Training
 pixels are augmented in numpy/Pillow (random resized crop, horizontal flip, brightness/contrast),
 ending in uint8 pixels at the arch's resolution before the fixed image quantizer; held-out images
-are resized and centre-cropped (contracts section 4). Every augmentation draw is seeded by
+are resized and centre-cropped (docs/arithmetic.md, input). Every augmentation draw is seeded by
 (seed, epoch, image), so a run is the same with any number of workers or processes.
 
 Optimiser: SGD, Nesterov momentum 0.9, weight decay 4e-6, cosine schedule per step. LSQ steps
 are initialised on a fixed calibration batch before training (the same on every process).
-Each epoch writes the weights file (contracts section 5) and `<out>.state.pt` (model, optimiser,
+Each epoch writes the weights file (docs/formats.md) and `<out>.state.pt` (model, optimiser,
 scheduler, epoch) atomically; `--resume` continues from the next epoch exactly.
 
 Runs unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel: gloo on CPU, nccl on

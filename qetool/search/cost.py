@@ -6,7 +6,7 @@ A block instance is described by its geometry `Geom = (h, cin, btn, cout, kernel
 (h = input height = width in px; btn = 0 for the stem). Its tables, cached per geometry, give
 bytes for every bit width, so evaluating a candidate is only list indexing:
 
-    sram_table(g)[a][a_next]: the block's peak live bytes Z (contracts section 6) with its own
+    sram_table(g)[a][a_next]: the block's peak live bytes Z (docs/memory.md) with its own
         bits_a = a and the next block's bits_a = a_next (the bits of its output tensor):
         stem:   image + output + scratch
         block:  max(x + E + s_e,  r*x + E + s_d,  r*x + E + y + s_p),  r = 1 with a residual
@@ -81,8 +81,8 @@ def head_sram(h: int, c: int) -> int:
 
 
 @lru_cache(maxsize=None)
-def fixed_flash(c: int, classes: int, n_blocks: int) -> int:
-    """Flash that no bit width changes: the 8-bit head and the kernel code of a model with
-    `n_blocks` mbconv instances (every model runs all four kernels)."""
+def fixed_flash(c: int, classes: int, n_blocks: int, core: str) -> int:
+    """Flash that no bit width changes: the 8-bit head and the kernel code on `core` of a model
+    with `n_blocks` mbconv instances (every model runs all four kernels)."""
     return (weight_bytes(c * classes, HEAD_BITS) + channel_bytes(classes, False)
-            + code_bytes({"conv", "conv1x1", "dwconv", "head"}, 2 + 3 * n_blocks))
+            + code_bytes({"conv", "conv1x1", "dwconv", "head"}, 2 + 3 * n_blocks, core))

@@ -24,10 +24,11 @@ from qetool.search.space import Genome
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Budgets in bytes, resolution in px."""
+    """Budgets in bytes, resolution in px; `core` (a -mcpu name) decides the kernel code bytes."""
 
     sram_budget: int
     flash_budget: int
+    core: str = "cortex-m7"
     resolution: int = 160
     num_classes: int = 2
     population: int = 512
@@ -88,7 +89,7 @@ def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate
     h, _, _, cout, _, s = geoms[-1]
     last_h = out_size(h, s)
     ba, bw = space.flat_bits(genome)
-    fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1)
+    fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1, cfg.core)
     refined = qbr.refine(geoms, ba, bw, cfg.sram_budget, cfg.flash_budget, fixed,
                          cost.head_sram(last_h, cout), HEAD_BITS, space.BITS_A, space.BITS_W, rng)
     if refined is None:

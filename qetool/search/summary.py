@@ -10,7 +10,7 @@ from qetool.arch import Arch, blocks, layers
 from qetool.compiler.pack import model_flash
 from qetool.compiler.plan import plan
 from qetool.search.score import layer_terms, qe_from_terms
-from qetool.target.boards import Board
+from qetool.device.boards import DEFAULT_CORE, Board
 from qetool.table import render
 from qetool.units import fmt_size
 
@@ -36,6 +36,7 @@ class ScoreReport:
     channel_data_bytes: int
     code_flash_bytes: int
     peak_sram_bytes: int
+    core: str
     blocks: list[BlockCost]
     board: str | None = None
     budget_flash_bytes: int | None = None
@@ -61,7 +62,7 @@ class ScoreReport:
         out.append(f"\nQE-score      {self.qe_score:.12f}")
         out.append(f"model Flash   {self.model_flash_bytes:,} B ({fmt_size(self.model_flash_bytes)}): "
                    f"weights {self.weights_flash_bytes:,}, per-channel {self.channel_data_bytes:,}, "
-                   f"code {self.code_flash_bytes:,}")
+                   f"code {self.code_flash_bytes:,} ({self.core})")
         out.append(f"peak SRAM     {self.peak_sram_bytes:,} B ({fmt_size(self.peak_sram_bytes)}) (arena)")
         if self.board:
             for what, used, budget in (("Flash", self.model_flash_bytes, self.budget_flash_bytes),
@@ -73,8 +74,10 @@ class ScoreReport:
 
 
 def score_report(arch: Arch, board: Board | None = None) -> ScoreReport:
-    """Cost and score of `arch`, per block instance and the head."""
-    flash = model_flash(arch)
+    """Cost and score of `arch`, per block instance and the head; kernel code is counted for
+    the board's core (DEFAULT_CORE without a board)."""
+    core = board.core.cpu if board else DEFAULT_CORE
+    flash = model_flash(arch, core)
     by_layer = {f.id: f.weights + f.channel for f in flash.layers}
     p = plan(arch)
     peaks = p.block_peaks()
@@ -92,7 +95,7 @@ def score_report(arch: Arch, board: Board | None = None) -> ScoreReport:
     return ScoreReport(
         qe_score=qe_from_terms(terms.values()), model_flash_bytes=flash.total,
         weights_flash_bytes=flash.weights, channel_data_bytes=flash.channel,
-        code_flash_bytes=flash.code, peak_sram_bytes=p.arena_bytes, blocks=out,
+        code_flash_bytes=flash.code, peak_sram_bytes=p.arena_bytes, core=core, blocks=out,
         board=board.name if board else None,
         budget_flash_bytes=board.budget_flash_bytes if board else None,
         budget_sram_bytes=board.budget_sram_bytes if board else None)

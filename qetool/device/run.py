@@ -9,9 +9,9 @@ import numpy as np
 
 from qetool.compiler import golden
 from qetool.preprocess import image_codes, load_pixels, sample_pixels
-from qetool.target.builddir import BuildDir
-from qetool.target.protocol import Counter
-from qetool.target.session import connect
+from qetool.device.builddir import BuildDir
+from qetool.device.protocol import Counter
+from qetool.device.session import connect
 
 UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles",
          Counter.SYSTICK: "instructions (SysTick estimate: no counting plugin)"}

@@ -15,9 +15,9 @@ from pathlib import Path
 from qetool.compiler.lower import LoweredLayer
 from qetool.compiler.render import KERNEL_FUNCTIONS
 from qetool.table import render
-from qetool.target.builddir import BuildDir
-from qetool.target.protocol import Counter
-from qetool.target.session import Result, Session
+from qetool.device.builddir import BuildDir
+from qetool.device.protocol import Counter
+from qetool.device.session import Result, Session
 from qetool.preprocess import sample_pixels
 
 
@@ -51,17 +51,22 @@ def elf_sizes(elf: Path) -> ElfSizes:
 
 MODEL_CODE_SYMBOLS = (*KERNEL_FUNCTIONS.values(), "qe_model_run", "qe_model_input",
                       "qe_model_arena", "qe_layers", "memset")
-"""The ELF symbols that make up the model's code (pack.KERNEL_CODE_BYTES estimates them)."""
+"""The ELF symbols that make up the model's code (pack.code_table estimates them)."""
 
 
-def model_code_bytes(elf: Path) -> int:
-    """Bytes of the model's code in the ELF: kernels, qe_model_*, the layer table, memset."""
+def symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
+    """Bytes of each named symbol in the ELF (0 for one it does not have)."""
     from elftools.elf.elffile import ELFFile
 
     with open(elf, "rb") as f:
         symtab = ELFFile(f).get_section_by_name(".symtab")
-        return sum(sym["st_size"] for name in MODEL_CODE_SYMBOLS
-                   for sym in symtab.get_symbol_by_name(name) or ())
+        return {name: sum(sym["st_size"] for sym in symtab.get_symbol_by_name(name) or ())
+                for name in names}
+
+
+def model_code_bytes(elf: Path) -> int:
+    """Bytes of the model's code in the ELF: kernels, qe_model_*, the layer table, memset."""
+    return sum(symbol_sizes(elf, MODEL_CODE_SYMBOLS).values())
 
 
 def layer_macs(layer: LoweredLayer) -> int:

@@ -1,9 +1,11 @@
 """Build the firmware (`qetool compile --build`): the generated model plus firmware/ for the
 board (board.elf, board.bin) and for the emulator (emu.elf), with arm-none-eabi-gcc.
 
-Each image is linked with a memory map rendered from the board file (firmware/linker.ld.j2):
-the board's own origins, or the emulator's, with the board's physical sizes. An image over them
-fails to link; the linker's words become one clear message.
+Both images are compiled for the board's core (docs/boards.md: -mcpu, FPU and float ABI from
+boards/NAME.toml; the emulated machine has the same core). Each is linked with a memory map
+rendered from the board file (firmware/linker.ld.j2): the board's own origins, or the
+emulator's, with the board's physical sizes. An image over them fails to link; the linker's
+words become one clear message.
 """
 
 from __future__ import annotations
@@ -17,22 +19,18 @@ import jinja2
 
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE, TEMPLATES
-from qetool.target import protocol
-from qetool.target.boards import Board
-from qetool.target.host import WARNINGS
-from qetool.target.tools import require
+from qetool.device import protocol
+from qetool.device.boards import PORT_SOURCES, Board
+from qetool.compiler.hostrun import WARNINGS
+from qetool.programs import require
 from qetool.units import MB
 
 CC = "arm-none-eabi-gcc"
-ARM_FLAGS = ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16", "-O2")
+OPT = "-O2"
 FIRMWARE_SOURCES = ("startup.c", "main.c", "timebase.c")
-PORT_SOURCES = {"mps2": ("port_mps2.c",),
-                "stm32f746": ("port_stm32f746.c", "stm32_periph.c", "dwt.c"),
-                "stm32h743": ("port_stm32h743.c", "stm32_periph.c", "dwt.c")}
-"""The firmware files of each port (boards' `port`), beside FIRMWARE_SOURCES."""
 MODEL_SOURCES = ("model.c", "weights.c", "qe_kernels.c")
 FULL_MAP_BYTES = 4 * MB
-"""The emulator's whole memory at 0x0 and at 0x20000000 (mps2-an500)."""
+"""The emulator's whole memory at 0x0 and at 0x20000000 (mps2-an386 and mps2-an500 alike)."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def _env() -> jinja2.Environment:
 
 
 def protocol_header() -> str:
-    """qe_protocol.h from qetool.target.protocol."""
+    """qe_protocol.h from qetool.device.protocol."""
     return _env().get_template("qe_protocol.h.j2").render(
         version=protocol.VERSION, magic=protocol.MAGIC, header_bytes=protocol.HEADER.size,
         max_payload=protocol.MAX_PAYLOAD, response=protocol.RESPONSE,
@@ -116,7 +114,7 @@ def build_firmware(build_dir: Path, board: Board, full_map: bool = False) -> dic
         ld = fw / f"{image.name}.ld"
         ld.write_text(linker_script(board, image))
         elf = build_dir / f"{image.name}.elf"
-        cmd = [cc, *ARM_FLAGS, *WARNINGS, "-ffunction-sections", "-fdata-sections",
+        cmd = [cc, *board.core.flags, OPT, *WARNINGS, "-ffunction-sections", "-fdata-sections",
                "-DQE_HOOKS_HEADER=\"qe_hooks.h\"", f"-I{src}", f"-I{FIRMWARE}", f"-I{fw}",
                "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-Wl,-T,{ld}",
                f"-Wl,-Map,{fw / (image.name + '.map')}", "-o", str(elf),

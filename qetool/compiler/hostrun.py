@@ -15,7 +15,7 @@ from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import pack_padded, unpack_bits
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
-from qetool.target.tools import require
+from qetool.programs import require
 
 WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 """The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
-from qetool.target.host import read_result
-from qetool.target.tools import require
+from qetool.compiler.hostrun import read_result
+from qetool.programs import require
 
 QEMU = "qemu-system-arm"
 PLUGIN_SOURCE = FIRMWARE / "qemu" / "qecount.c"

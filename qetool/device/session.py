@@ -11,11 +11,11 @@ import numpy as np
 
 from qetool.errors import QetoolError
 from qetool.preprocess import image_codes
-from qetool.target.builddir import BuildDir
-from qetool.target.emulator import TICK_INSTRUCTIONS, Emulator, split_marks
-from qetool.target.host import pack_input
-from qetool.target.protocol import Counter
-from qetool.target.serial import Device, Link, open_port
+from qetool.device.builddir import BuildDir
+from qetool.device.emulator import TICK_INSTRUCTIONS, Emulator, split_marks
+from qetool.compiler.hostrun import pack_input
+from qetool.device.protocol import Counter
+from qetool.device.serial import Device, Link, open_port
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Serial frames (contracts section 9), defined once here; the firmware's qe_protocol.h is
+"""Serial frames (docs/protocol.md), defined once here; the firmware's qe_protocol.h is
 rendered from these constants (templates/qe_protocol.h.j2).
 
 Frame, little-endian:

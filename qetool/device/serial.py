@@ -1,4 +1,4 @@
-"""Host side of the serial protocol (qetool.target.protocol) over pyserial: a real UART
+"""Host side of the serial protocol (qetool.device.protocol) over pyserial: a real UART
 (`/dev/ttyACM0` with a baud rate) or the emulator's UART on TCP (`socket://127.0.0.1:PORT`).
 
 Each request gets a new sequence number; a response that does not come within the timeout, or
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from qetool.errors import QetoolError
-from qetool.target import protocol as P
+from qetool.device import protocol as P
 
 
 class DeviceError(QetoolError):

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from qetool.errors import QetoolError
-from qetool.target.boards import Board
+from qetool.device.boards import Board
 
 TOOLS = ("openocd", "st-flash", "pyocd")
 INSTALL = "openocd (Debian: apt-get install openocd), stlink-tools (st-flash) or pyocd (pip install pyocd)"

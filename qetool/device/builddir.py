@@ -1,4 +1,4 @@
-"""Reading build/ (contracts section 8): every command after compile starts here, and takes the
+"""Reading build/ (docs/formats.md): every command after compile starts here, and takes the
 board from the manifest."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from functools import cached_property
 from pathlib import Path
 
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.render import MANIFEST_FORMAT
+from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT
 from qetool.errors import QetoolError
-from qetool.target.boards import Board, load_board
+from qetool.device.boards import Board, load_board, load_board_file
 
 
 @dataclass
@@ -39,7 +39,12 @@ class BuildDir:
 
     @cached_property
     def board(self) -> Board:
-        return load_board(self.manifest["board"])
+        board_file = self.manifest.get("board_file")
+        if board_file is None:
+            return load_board(self.manifest["board"])
+        if board_file != BOARD_FILE:
+            raise QetoolError(f"{self.path}/manifest.json: board_file: {board_file!r} is not {BOARD_FILE!r}")
+        return load_board_file(self.path / BOARD_FILE)
 
     @property
     def input_bytes(self) -> int:

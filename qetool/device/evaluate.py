@@ -4,7 +4,7 @@ whole sets), in the emulator or on a board (over the serial link: seconds per 16
 for a handful of images; --limit takes the first N of each class).
 
 With torch installed and build/weights.npz present, the host run also measures the agreement
-with the torch model (contracts section 10): the logit drift in steps, and the class agreement
+with the torch model (docs/testing.md): the logit drift in steps, and the class agreement
 on the images whose golden top-2 margin exceeds that drift. Torch runs in chunks as the
 evaluation goes; only logits are kept.
 """
@@ -22,8 +22,8 @@ from qetool.compiler import golden
 from qetool.errors import QetoolError
 from qetool.preprocess import image_codes, list_images, load_pixels
 from qetool.table import render
-from qetool.target.builddir import BuildDir
-from qetool.target.session import connect
+from qetool.device.builddir import BuildDir
+from qetool.device.session import connect
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""Measure the kernel code-size table (qetool/compiler/code_sizes.json) from the ELF, per core.
+
+For each core in qetool.device.boards.CORES, on the first board with that core: compile two
+networks that run every kernel (the paper's Table 1 network, 56 layers, and its first three
+rows at 64 px), build the board image with the board's flags and read the symbols' sizes. A kernel's
+bytes are its function's size; a layer's bytes are the slope of qe_model_run + qe_layers over
+the two networks' layer counts; the runtime is qe_model_input + qe_model_arena + memset plus
+that line's intercept. Run it whenever a kernel, a template or the compiler flags change
+(docs/memory.md); a test keeps the table within 5 % of the ELF on every core.
+
+    python tools/code_sizes.py          (make code-sizes)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qetool import arch as A  # noqa: E402
+from qetool.compiler import firmware  # noqa: E402
+from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
+from qetool.compiler.lower import lower  # noqa: E402
+from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
+from qetool.compiler.plan import plan  # noqa: E402
+from qetool.compiler.render import KERNEL_FUNCTIONS, render_sources  # noqa: E402
+from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
+from qetool.device.profile import symbol_sizes  # noqa: E402
+from qetool.fileio import write_text  # noqa: E402
+from qetool.table import render  # noqa: E402
+
+PER_LAYER = ("qe_model_run", "qe_layers")
+RUNTIME = ("qe_model_input", "qe_model_arena", "memset")
+
+
+def build(arch: A.Arch, board_name: str, out: Path) -> Path:
+    """The board image of `arch` (seeded random weights), built from the rendered sources
+    alone: compile's report would need the very table this tool measures."""
+    sources = render_sources(lower(random_checkpoint(arch, 0)), plan(arch))
+    (out / "src").mkdir(parents=True)
+    for name, text in sources.items():
+        (out / "src" / name).write_text(text)
+    return firmware.build_firmware(out, load_board(board_name))["board"]
+
+
+def measure(board_name: str, work: Path) -> dict[str, int]:
+    """The code table of `board_name`'s core, from two builds."""
+    paper = A.load(ROOT / "examples" / "paper_256k_1m.json")
+    small = A.Arch(64, paper.num_classes, paper.rows[:3], paper.in_channels)
+    points = []
+    for name, arch in (("paper", paper), ("small", small)):
+        elf = build(arch, board_name, work / name)
+        sizes = symbol_sizes(elf, (*KERNEL_FUNCTIONS.values(), *PER_LAYER, *RUNTIME))
+        points.append((len(A.layers(arch)), sizes))
+    (n1, big), (n0, little) = points
+    per_layer = [sum(s[k] for k in PER_LAYER) for s in (big, little)]
+    layer = round((per_layer[0] - per_layer[1]) / (n1 - n0))
+    intercept = per_layer[0] - layer * n1
+    table = {"runtime": sum(big[k] for k in RUNTIME) + intercept}
+    table.update({op: big[fn] for op, fn in KERNEL_FUNCTIONS.items()})
+    table["layer"] = layer
+    return table
+
+
+def main() -> None:
+    cores = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for cpu in CORES:
+            board = next((b for b in board_names() if load_board(b).core.cpu == cpu), None)
+            if board is None:
+                print(f"{cpu}: no board with this core in boards/: not measured")
+                continue
+            print(f"measuring {cpu} on {board} ...", flush=True)
+            cores[cpu] = measure(board, Path(tmp) / cpu)
+    keys = ["runtime", *KERNEL_FUNCTIONS, "layer"]
+    print(render(("core", *keys), [(cpu, *(f"{t[k]:,}" for k in keys)) for cpu, t in cores.items()]))
+    lines = ",\n".join(f'    "{cpu}": {json.dumps(t)}' for cpu, t in cores.items())
+    write_text(CODE_SIZES, f'{{\n  "format": "{CODE_SIZES_FORMAT}",\n  "cores": {{\n{lines}\n  }}\n}}\n')
+    print(f"-> {CODE_SIZES.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
