@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ROOT
 from helpers import oversized_paper
 from test_host_exact import matrix_archs
 
@@ -221,6 +221,31 @@ def test_paper_network_on_the_f412_in_qemu_an386(tmp_path):
     for elf in ("board", "emu"):
         code = model_code_bytes(build.elf(elf))
         assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code
+
+
+def _reset_handler(elf) -> str:
+    dump = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True, check=True)
+    return dump.stdout.split("<Reset_Handler>:")[1].split("\n\n")[0]
+
+
+def test_the_board_file_chooses_the_fpu(tmp_path):
+    """A soft-float variant of the F412 (fpu = "none", --board-file) builds with -mfloat-abi=soft,
+    leaves the FPU off at reset and still runs bit-exact; the F412 itself enables it (CPACR)."""
+    text = (ROOT / "boards" / "stm32f412.toml").read_text()
+    soft = tmp_path / "soft.toml"
+    soft.write_text(text.replace('fpu = "fpv4-sp-d16"', 'fpu = "none"').replace('"stm32f412"', '"f412soft"', 1))
+    path = tmp_path / "m.json"
+    A.save(matrix_archs()[1], path)
+    builds = {}
+    for name, option in (("soft", ["--board-file", str(soft)]), ("hard", ["--board", "stm32f412"])):
+        r = subprocess.run(QETOOL + ["compile", str(path), *option, "--build", "--force", "-o", str(tmp_path / name)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        builds[name] = BuildDir(tmp_path / name)
+    assert builds["soft"].board.core.flags[-1] == "-mfloat-abi=soft"
+    assert "0xd88" not in _reset_handler(builds["soft"].elf("emu"))
+    assert "0xd88" in _reset_handler(builds["hard"].elf("emu"))
+    _batch_matches_golden_and_host(builds["soft"], tmp_path, images=1)
 
 
 def test_h743_image_builds_and_links(tmp_path):
