@@ -1,6 +1,7 @@
-/* main.c: the firmware's main loop. Serves the serial protocol of qe_protocol.h: hello, image
- * chunks straight into the arena's input slot, inference, stats. Never blocks on a broken
- * frame (a frame whose next byte is late is dropped), never writes past its buffers. */
+/* main.c: the firmware's main loop. Serves the serial protocol of qe_protocol.h (docs/protocol.md):
+ * hello, image chunks straight into the arena's input slot, inference, reads of its outputs and
+ * per-layer counts in chunks, stats. Never blocks on a broken frame (a frame whose next byte is
+ * late is dropped), never writes past its buffers: a reply of any size goes out as READ chunks. */
 #include <stdint.h>
 #include <string.h>
 
@@ -19,6 +20,11 @@ static uint32_t tx_len;          /* bytes of the cached last response (0: none) 
 static int32_t last_seq = -1;    /* seq and type of the request that response answers */
 static uint8_t last_type;
 static uint32_t loaded;          /* input bytes loaded contiguously from offset 0 */
+static int8_t output[QE_NUM_CLASSES]; /* the last inference's outputs */
+static uint32_t have_result;     /* an inference has run since reset */
+static uint32_t tracing;         /* this inference takes each layer's CRC (INFER_TRACE) */
+static uint32_t traced;          /* the last inference did */
+static uint32_t layer_crc[QE_NUM_LAYERS];
 static uint32_t frames_ok, frames_bad;
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), four bits at a time. */
@@ -36,6 +42,16 @@ static uint32_t crc32(const uint8_t *p, uint32_t n)
         p++;
     }
     return ~crc;
+}
+
+/* model.c's hook after each layer (qe_hooks.h): the CRC-32 of its output, when tracing. */
+void qe_trace_layer(int index)
+{
+    if (tracing) {
+        const uint8_t *data;
+        uint32_t n = qe_model_layer_output(index, &data);
+        layer_crc[index] = crc32(data, n);
+    }
 }
 
 static void put32(uint8_t *p, uint32_t v)
@@ -113,25 +129,35 @@ static int32_t receive(void)
     return (int32_t)length;
 }
 
+static void put16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
 static uint32_t hello(uint8_t seq)
 {
     uint8_t *p = tx + QE_PROTO_HEADER_BYTES;
-    p[0] = (uint8_t)QE_PROTO_VERSION;
-    p[1] = (uint8_t)(QE_PROTO_VERSION >> 8);
+    put16(p, QE_PROTO_VERSION);
     memcpy(p + 2, QE_MODEL_HASH, 16);
-    p[18] = (uint8_t)QE_RESOLUTION;
-    p[19] = (uint8_t)(QE_RESOLUTION >> 8);
-    p[20] = (uint8_t)QE_IN_CHANNELS;
-    p[21] = (uint8_t)(QE_IN_CHANNELS >> 8);
-    p[22] = (uint8_t)QE_NUM_CLASSES;
-    p[23] = (uint8_t)(QE_NUM_CLASSES >> 8);
-    put32(p + 24, QE_ARENA_BYTES);
-    put32(p + 28, QE_INPUT_BYTES);
-    p[32] = QE_INPUT_BITS;
-    p[33] = port_counter_kind();
-    p[34] = (uint8_t)QE_NUM_LAYERS;
-    p[35] = (uint8_t)(QE_NUM_LAYERS >> 8);
-    return send(QE_PROTO_HELLO | QE_PROTO_RESPONSE, seq, 36u);
+    put16(p + 18, QE_INPUT_HEIGHT);
+    put16(p + 20, QE_INPUT_WIDTH);
+    put16(p + 22, QE_INPUT_CHANNELS);
+    p[24] = QE_INPUT_BITS;
+    p[25] = QE_INPUT_SIGNED;
+    put32(p + 26, QE_INPUT_SCALE_BITS);
+    put32(p + 30, (uint32_t)(int32_t)QE_INPUT_ZERO_POINT);
+    put16(p + 34, QE_NUM_CLASSES);
+    p[36] = QE_OUTPUT_BITS;
+    p[37] = 0u;
+    put32(p + 38, QE_OUTPUT_SCALE_BITS);
+    put32(p + 42, (uint32_t)(int32_t)QE_OUTPUT_ZERO_POINT);
+    put32(p + 46, QE_ARENA_BYTES);
+    put32(p + 50, QE_INPUT_BYTES);
+    p[54] = port_counter_kind();
+    p[55] = 0u;
+    put16(p + 56, QE_NUM_LAYERS);
+    return send(QE_PROTO_HELLO | QE_PROTO_RESPONSE, seq, 58u);
 }
 
 static uint32_t load(uint8_t seq, uint32_t length)
@@ -154,10 +180,11 @@ static uint32_t load(uint8_t seq, uint32_t length)
     return send(QE_PROTO_LOAD | QE_PROTO_RESPONSE, seq, 4u);
 }
 
+/* Run the network; the reply is a summary, READ fetches the outputs and per-layer counts. */
 static uint32_t infer(uint8_t seq, uint32_t length)
 {
     uint8_t *p = tx + QE_PROTO_HEADER_BYTES;
-    uint32_t n = 12u + QE_NUM_CLASSES, i;
+    uint8_t flags;
     uint64_t count;
     int label;
     if (length != 1u) {
@@ -166,23 +193,63 @@ static uint32_t infer(uint8_t seq, uint32_t length)
     if (loaded != QE_INPUT_BYTES) {
         return send_error(seq, QE_PROTO_ERR_NO_IMAGE, loaded);
     }
+    flags = rx[QE_PROTO_HEADER_BYTES];
     loaded = 0u; /* the input slot is reused by the network: load again before the next run */
+    tracing = (flags & QE_PROTO_INFER_TRACE) != 0u;
     port_counter_start();
-    label = qe_model_run((int8_t *)(p + 12));
+    label = qe_model_run(output);
     count = port_counter_stop();
-    p[0] = (uint8_t)label;
-    p[1] = port_counter_kind();
-    p[2] = p[3] = 0u;
+    have_result = 1u;
+    traced = tracing;
+    tracing = 0u;
+    put16(p, (uint32_t)label);
+    p[2] = port_counter_kind();
+    p[3] = flags;
     put32(p + 4, (uint32_t)count);
     put32(p + 8, (uint32_t)(count >> 32));
-    if (rx[QE_PROTO_HEADER_BYTES] & QE_PROTO_INFER_PER_LAYER) {
-        const uint32_t *counts = port_layer_counts();
-        for (i = 0; i < QE_NUM_LAYERS; i++) {
-            put32(p + n + 4u * i, counts[i]);
-        }
-        n += 4u * QE_NUM_LAYERS;
+    put32(p + 12, QE_NUM_CLASSES);
+    put32(p + 16, (flags & QE_PROTO_INFER_PER_LAYER) ? 4u * QE_NUM_LAYERS : 0u);
+    return send(QE_PROTO_INFER | QE_PROTO_RESPONSE, seq, 20u);
+}
+
+/* One chunk of the last inference's outputs (int8), per-layer counts or, after a traced
+ * inference, per-layer output CRCs (u32 LE). */
+static uint32_t read_area(uint8_t seq, uint32_t length)
+{
+    uint8_t *p = tx + QE_PROTO_HEADER_BYTES;
+    uint8_t area;
+    uint32_t offset, size, n, i;
+    const uint32_t *words = port_layer_counts();
+    if (length != 5u) {
+        return send_error(seq, QE_PROTO_ERR_BAD_LENGTH, length);
     }
-    return send(QE_PROTO_INFER | QE_PROTO_RESPONSE, seq, n);
+    if (!have_result) {
+        return send_error(seq, QE_PROTO_ERR_NO_RESULT, 0u);
+    }
+    area = rx[QE_PROTO_HEADER_BYTES];
+    offset = get32(rx + QE_PROTO_HEADER_BYTES + 1u);
+    if (area == QE_PROTO_AREA_OUTPUT) {
+        size = QE_NUM_CLASSES;
+    } else if (area == QE_PROTO_AREA_LAYER_COUNTS) {
+        size = 4u * QE_NUM_LAYERS;
+    } else if (area == QE_PROTO_AREA_LAYER_CRCS && traced) {
+        size = 4u * QE_NUM_LAYERS;
+        words = layer_crc;
+    } else {
+        return send_error(seq, QE_PROTO_ERR_OUT_OF_RANGE, area);
+    }
+    if (offset > size) {
+        return send_error(seq, QE_PROTO_ERR_OUT_OF_RANGE, offset);
+    }
+    n = size - offset < QE_PROTO_READ_CHUNK ? size - offset : QE_PROTO_READ_CHUNK;
+    p[0] = area;
+    put32(p + 1, offset);
+    for (i = 0; i < n; i++) {
+        uint32_t at = offset + i;
+        p[5u + i] = area == QE_PROTO_AREA_OUTPUT ? (uint8_t)output[at]
+                                                 : (uint8_t)(words[at / 4u] >> (8u * (at % 4u)));
+    }
+    return send(QE_PROTO_READ | QE_PROTO_RESPONSE, seq, 5u + n);
 }
 
 static uint32_t stats(uint8_t seq)
@@ -220,6 +287,9 @@ int main(void)
             break;
         case QE_PROTO_INFER:
             tx_len = infer(seq, (uint32_t)length);
+            break;
+        case QE_PROTO_READ:
+            tx_len = read_area(seq, (uint32_t)length);
             break;
         case QE_PROTO_STATS:
             tx_len = length ? send_error(seq, QE_PROTO_ERR_BAD_LENGTH, (uint32_t)length) : stats(seq);

@@ -116,8 +116,8 @@ static void semi_exit(uint32_t code)
 }
 
 /* Batch mode for tests: if QEMU's working directory holds qe_batch.in (count u32, flags u32,
- * then count packed inputs), run each and write logits, class and (flags bit 0) the arena to
- * qe_batch.out, then exit 0. Without the file, return to the serial protocol. */
+ * then count packed inputs), run each and write logits, class (u16 LE) and (flags bit 0) the
+ * arena to qe_batch.out, then exit 0. Without the file, return to the serial protocol. */
 void port_batch(void)
 {
     static const char in_name[] = "qe_batch.in", out_name[] = "qe_batch.out";
@@ -131,14 +131,19 @@ void port_batch(void)
         semi_exit(2u);
     }
     for (i = 0; i < head[0]; i++) {
-        int8_t result[QE_NUM_CLASSES + 1];
+        static int8_t logits[QE_NUM_CLASSES];
+        uint8_t label[2];
+        int c;
         if (semi_io(0x06u, in, qe_model_input(), QE_INPUT_BYTES) != 0) {
             semi_exit(3u);
         }
         port_counter_start();
-        result[QE_NUM_CLASSES] = (int8_t)qe_model_run(result);
+        c = qe_model_run(logits);
         (void)port_counter_stop();
-        (void)semi_io(0x05u, out, result, sizeof result);
+        label[0] = (uint8_t)c;
+        label[1] = (uint8_t)(c >> 8);
+        (void)semi_io(0x05u, out, logits, sizeof logits);
+        (void)semi_io(0x05u, out, label, sizeof label);
         if (head[1] & 1u) {
             (void)semi_io(0x05u, out, qe_model_arena(), QE_ARENA_BYTES);
         }

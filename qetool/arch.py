@@ -396,11 +396,16 @@ def dumps(arch: Arch) -> str:
     return "{\n" + head + ',\n  "layers": [\n' + rows + "\n  ]\n}\n"
 
 
+MAX_DEPTH = 8
+"""arch.json nests four levels deep (object, layers, row, bits): deeper is refused unread."""
+
+
 def loads(text: str) -> Arch:
+    """Parse and validate arch.json text: JSON (no duplicate keys, at most MAX_DEPTH deep)."""
     try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ArchError([f"$: not JSON ({e.msg} at line {e.lineno} column {e.colno})"]) from None
+        doc = fileio.parse_json(text, "$", MAX_DEPTH)
+    except fileio.JsonError as e:
+        raise ArchError([f"$: {e.reason}"]) from None
     return from_dict(doc)
 
 
@@ -408,13 +413,33 @@ def load(path: str | Path) -> Arch:
     """Read and validate an arch.json; errors name the file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as e:
-        raise QetoolError(f"{p}: cannot read ({e.strerror})") from None
+        raise QetoolError(f"{p}: cannot read ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise QetoolError(f"{p}: not a UTF-8 text file (byte {e.start}): arch.json is JSON text") from None
     try:
         return loads(text)
     except ArchError as e:
         raise ArchError([f"{p}: {m}" for m in e.errors]) from None
+
+
+def first_difference(a: Arch, b: Arch) -> str | None:
+    """The JSON path and values of the first place where two archs differ, or None."""
+    def walk(x: Any, y: Any, path: str) -> str | None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in list(x) + [k for k in y if k not in x]:
+                if x.get(k) != y.get(k):
+                    return walk(x.get(k), y.get(k), f"{path}.{k}" if path else k)
+            return None
+        if isinstance(x, list) and isinstance(y, list):
+            if len(x) != len(y):
+                return f"{path}: {len(x)} entries against {len(y)}"
+            return next((walk(u, v, f"{path}[{i}]") for i, (u, v) in enumerate(zip(x, y)) if u != v), None)
+        return None if x == y else f"{path}: {json.dumps(x)} against {json.dumps(y)}"
+    return walk(to_dict(a), to_dict(b), "")
 
 
 def save(arch: Arch, path: str | Path) -> None:

@@ -7,6 +7,8 @@ commands so that `qetool --help` stays fast and never loads numpy or torch.
 from __future__ import annotations
 
 import json
+import math
+import signal
 import sys
 
 import click
@@ -32,6 +34,21 @@ class _Size(click.ParamType):
 
 
 SIZE = _Size()
+
+
+class _PositiveFloat(click.ParamType):
+    """A finite number above 0 (not nan, not inf)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(v) or v <= 0:
+            self.fail(f"{value!r} is not a finite number above 0", param, ctx)
+        return v
 
 
 def _board_options(required: bool):
@@ -70,6 +87,8 @@ def search(board, board_file, sram, flash, resolution, classes, population, iter
     from qetool.search.run import run_with_progress
 
     b = choose_board(board, board_file)
+    for line in b.over_physical(sram or 0, flash or 0):
+        click.echo(f"warning: {line}", err=True)
     cfg = SearchConfig(sram_budget=sram or b.budget_sram_bytes,
                        flash_budget=flash or b.budget_flash_bytes, core=b.core.cpu, resolution=resolution,
                        num_classes=classes, population=population, iterations=iterations,
@@ -105,16 +124,19 @@ def score(arch_json, board, board_file, as_json):
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Weights file (model.npz); default: seeded random weights, calibrated.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--class-names", help="The classes' names, comma-separated (default: the weights file's).")
 @click.option("--force", is_flag=True, help="Compile even when over the board's budgets.")
 @click.option("--build", "build_fw", is_flag=True,
               help="Also build the firmware: board.elf, board.bin and emu.elf (arm-none-eabi-gcc).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
-def compile_cmd(arch_json, board, board_file, weights, seed, force, build_fw, output):
+def compile_cmd(arch_json, board, board_file, weights, seed, class_names, force, build_fw, output):
     """Lower a network to integer C with packed sub-byte tensors and a static arena."""
     from qetool.compiler.compile import compile_model, over_budget, report_table
     from qetool.device.boards import choose_board
 
-    c = compile_model(arch_json, choose_board(board, board_file), output, weights, seed, force, build_fw)
+    names = class_names.split(",") if class_names is not None else None
+    c = compile_model(arch_json, choose_board(board, board_file), output, weights, seed, force,
+                      build_fw, class_names=names)
     click.echo(report_table(c.report))
     for line in over_budget(c.report):
         click.echo(f"warning: {line} (compiled with --force)", err=True)
@@ -199,7 +221,7 @@ def _need_torch() -> None:
               help="The weights file to write (model.npz); training state goes to <output>.state.pt.")
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
-@click.option("--lr", type=float, default=0.05, show_default=True, help="Peak learning rate (cosine schedule).")
+@click.option("--lr", type=_PositiveFloat(), default=0.05, show_default=True, help="Peak learning rate (cosine schedule).")
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="Data loading processes.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from <output>.state.pt.")
@@ -210,9 +232,13 @@ def train(arch_json, data_dir, output, epochs, batch_size, lr, workers, seed, re
 
     f = run(arch_json, data_dir, output, TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
                                                      workers=workers, seed=seed, resume=resume))
-    if "loss" in f and f["rank"] == 0:
+    if f["rank"] != 0:
+        return
+    if "loss" in f:
         click.echo(f"trained to epoch {f['epoch'] + 1}: loss {f['loss']:.4f}, held-out accuracy "
                    f"{100 * f['held_out_accuracy']:.2f} % -> {output}")
+    else:
+        click.echo(f"nothing to train: {output} is already trained to epoch {f['epoch'] + 1} of {epochs}")
 
 
 @cli.command()
@@ -242,10 +268,24 @@ def eval_cmd(build_dir, data_dir, host, emulator, port, baud, limit, as_json):
     click.echo(json.dumps(r.to_json(), indent=2) if as_json else r.table())
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every context manager unwinds
+    (an emulator is killed, temporary folders and half-written outputs are removed)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main() -> None:
-    """Entry point: run the CLI; a user error is one line on stderr and exit code 2."""
+    """Entry point: run the CLI; a user error is one line on stderr and exit code 2; SIGTERM
+    exits with 143 after cleaning up."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(standalone_mode=False)
+    except Terminated:
+        click.echo("error: terminated", err=True)
+        sys.exit(143)
     except QetoolError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

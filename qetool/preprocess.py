@@ -38,15 +38,41 @@ def resize_crop(img, resolution: int) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
 
 
-def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
-    """Read an image file as uint8 RGB HWC at `resolution` (a user error if unreadable)."""
-    from PIL import Image, UnidentifiedImageError
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+"""Pillow's modes for 16-bit grayscale (I: as older Pillow opens 16-bit PNGs)."""
+
+
+def read_image(path: str | Path):
+    """An image file as an 8-bit RGB Pillow image, the one reader of train, run and eval.
+    16-bit grayscale is scaled to 8 bits (v >> 8); palette, alpha, CMYK and 1-bit images are
+    converted by Pillow. Unreadable, floating-point, or larger than Pillow's decompression-bomb
+    limit (Image.MAX_IMAGE_PIXELS): a user error."""
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
-            return resize_crop(img, resolution)
-    except (OSError, UnidentifiedImageError) as e:
+            w, h = img.size
+            if w * h > Image.MAX_IMAGE_PIXELS:
+                raise QetoolError(f"{path}: {w} x {h} px is over {Image.MAX_IMAGE_PIXELS:,} px: "
+                                  "too large to decode safely")
+            img.load()
+            if img.mode in SIXTEEN_BIT_MODES:
+                a = np.asarray(img, dtype=np.int64)
+                if a.size and (a.min() < 0 or a.max() > 0xFFFF):
+                    raise QetoolError(f"{path}: {img.mode} pixels outside 0..65535")
+                return Image.fromarray((a >> 8).astype(np.uint8), "L").convert("RGB")
+            if img.mode == "F":
+                raise QetoolError(f"{path}: floating-point pixels: give an 8- or 16-bit image")
+            return img.convert("RGB")
+    except Image.DecompressionBombError as e:
+        raise QetoolError(f"{path}: too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for damaged or unknown files
         raise QetoolError(f"{path}: cannot read the image ({e})") from None
+
+
+def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
+    """Read an image file as uint8 RGB HWC at `resolution` (a user error if unreadable)."""
+    return resize_crop(read_image(path), resolution)
 
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -54,13 +80,15 @@ EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 
 def list_images(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     """An image folder: class names (its sorted sub-folders, so `no_person` is class 0 and
-    `person` class 1 for Visual Wake Words) and (path, class) of every image under them."""
+    `person` class 1 for Visual Wake Words) and (path, class) of every image under them.
+    Hidden folders and files (a name starting with `.`) are skipped."""
     root = Path(root)
     if not root.is_dir():
         raise QetoolError(f"{root}: not a directory")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     items = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).rglob("*"))
-             if p.suffix.lower() in EXTENSIONS]
+             if p.suffix.lower() in EXTENSIONS
+             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
     if len(classes) < 2 or not items:
         raise QetoolError(f"{root}: needs one folder of images per class (found {len(classes)} "
                           f"folders, {len(items)} images)")

@@ -83,8 +83,22 @@ def test_mismatched_weights_name_the_layer(tmp_path):
     checkpoint.save(random_checkpoint(other, 0), tmp_path / "w.npz")
     r = qetool("compile", PAPER, "--board", "stm32f746", "--weights", str(tmp_path / "w.npz"),
                "-o", str(tmp_path / "b"))
-    assert r.returncode == 2
-    assert "b1.expand: weights have shape (40, 8, 1, 1), the arch needs (32, 8, 1, 1)" in r.stderr
+    assert r.returncode == 2 and not (tmp_path / "b").exists()
+    assert "the weights were made for another network: layers[1].btn: 40 against 32" in r.stderr
+
+
+def test_weights_of_the_same_shapes_for_another_network_are_refused(tmp_path):
+    """Another stride, resolution or bits keeps every weight shape: the arch itself must match."""
+    arch = A.load(PAPER)
+    rows = list(arch.rows)
+    rows[2] = A.Row("mbconv", 5, 2, 32, 48, 80, 2, (5, 8), (8, 8))
+    for other, where in ((A.Arch(arch.resolution, arch.num_classes, tuple(rows)), "layers[2].stride: 2 against 1"),
+                         (A.Arch(128, arch.num_classes, arch.rows), "resolution: 128 against 160")):
+        checkpoint.save(random_checkpoint(other, 0), tmp_path / "w.npz")
+        r = qetool("compile", PAPER, "--board", "stm32f746", "--weights", str(tmp_path / "w.npz"),
+                   "-o", str(tmp_path / "b"))
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and where in r.stderr, r.stderr
+        assert not (tmp_path / "b").exists()
 
 
 def test_a_failed_compile_keeps_the_previous_build(tmp_path):

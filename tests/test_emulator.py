@@ -5,6 +5,7 @@ Skipped without the Arm toolchain or QEMU, except in CI (CI=true), where a skip 
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from test_host_exact import matrix_archs
 from qetool import arch as A
 from qetool.compiler import golden
 from qetool.compiler.calibrate import random_pixels
+from qetool.compiler import firmware
 from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 from qetool.preprocess import image_codes
@@ -170,7 +172,24 @@ def test_cli_run_check_profile_and_flash(small, tmp_path):
     shutil.copytree(small.path, other)
     shutil.copy(_build(tmp_path, matrix_archs()[2], "x").elf("emu"), other / "emu.elf")
     r = subprocess.run(QETOOL + ["run", str(other), "--emulator"], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "the device runs model" in r.stderr
+    assert r.returncode == 2 and "emu.elf runs model" in r.stderr and "compile with --build again" in r.stderr
+
+
+def test_check_names_the_first_layer_that_differs(small, tmp_path):
+    """A firmware whose b1.project weights differ from the build's (one byte flipped in its
+    weights.c, rebuilt): --check fails and names that layer, from a traced inference."""
+    bad = tmp_path / "bad"
+    shutil.copytree(small.path, bad)
+    src = (bad / "src" / "weights.c").read_text()
+    at = re.search(r"qe_b1_project_w\[\d+\] __attribute__\(\(aligned\(4\)\)\) = \{\n    0x", src).end()
+    flipped = f"{int(src[at:at + 2], 16) ^ 0x11:02x}"
+    (bad / "src" / "weights.c").write_text(src[:at] + flipped + src[at + 2:])
+    firmware.build_firmware(bad, small.board)
+    r = subprocess.run(QETOOL + ["run", str(bad), "--emulator", "--check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "golden: DIFFERENT" in r.stdout and "first difference at layer b1.project" in r.stdout
+    assert "error: the device's logits differ from the golden model" in r.stderr
 
 
 def test_profile_of_the_paper_network(paper):

@@ -2,6 +2,7 @@
 references, constant channels, calibration ranges, golden vs fake-quant per layer."""
 
 import random
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -136,14 +137,30 @@ def test_calibrated_codes_use_their_range():
         assert y.max() - y.min() >= full / 2, layer.id
 
 
-def test_weights_that_do_not_match_the_arch(tmp_path):
-    arch = _tiny()
-    other = A.Arch(12, 3, (A.Row("conv", 3, 2, 3, 5, None, 1, 6, 5),
-                           A.Row("mbconv", 3, 1, 5, 5, 11, 2, (5, 4), (3, 6))))
+@pytest.mark.parametrize("other, where", [
+    (A.Arch(12, 3, (A.Row("conv", 3, 2, 3, 5, None, 1, 6, 5), A.Row("mbconv", 3, 1, 5, 5, 11, 2, (5, 4), (3, 6)))),
+     "layers[1].btn: 11 against 9"),
+    # the same weight shapes, another network: stride, resolution, bits
+    (A.Arch(12, 3, (A.Row("conv", 3, 1, 3, 5, None, 1, 6, 5), A.Row("mbconv", 3, 1, 5, 5, 9, 2, (5, 4), (3, 6)))),
+     "layers[0].stride: 1 against 2"),
+    (A.Arch(16, 3, _tiny().rows), "resolution: 16 against 12"),
+    (A.Arch(12, 3, (A.Row("conv", 3, 2, 3, 5, None, 1, 6, 5), A.Row("mbconv", 3, 1, 5, 5, 9, 2, (5, 5), (3, 6)))),
+     "layers[1].bits_a[1]: 5 against 4"),
+])
+def test_weights_for_another_network_are_refused(tmp_path, other, where):
     path = tmp_path / "w.npz"
     checkpoint.save(random_checkpoint(other, 0), path)
-    with pytest.raises(QetoolError, match=r"b1.expand: weights have shape \(11, 5, 1, 1\), the arch needs \(9, 5, 1, 1\)"):
-        checkpoint.load(path, arch)
+    with pytest.raises(QetoolError, match=re.escape(f"the weights were made for another network: {where} "
+                                                    "(weights file against arch.json)")):
+        checkpoint.load(path, _tiny())
+
+
+def test_weights_whose_arrays_contradict_their_own_arch(tmp_path):
+    ck = random_checkpoint(_tiny(), 0)
+    ck.convs["b1.expand"].w = np.zeros((11, 5, 1, 1), np.int8)
+    checkpoint.save(ck, tmp_path / "w.npz")
+    with pytest.raises(QetoolError, match=re.escape("b1.expand.w: int8[11, 5, 1, 1], expected int8[9, 5, 1, 1]")):
+        checkpoint.load(tmp_path / "w.npz", _tiny())
 
 
 def test_checkpoint_round_trip(tmp_path):

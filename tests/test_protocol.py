@@ -122,7 +122,7 @@ def test_link_retries_lost_and_damaged_frames(faults):
 def test_link_gives_up_in_bounded_time():
     link = Link(FakeDevice(silent=True), timeout=0.05, retries=3)
     start = time.monotonic()
-    with pytest.raises(QetoolError, match="no answer after 4 tries"):
+    with pytest.raises(QetoolError, match="no answer from the device after 4 tries"):
         link.request(P.Type.HELLO)
     assert time.monotonic() - start < 1.0
 
@@ -131,3 +131,60 @@ def test_device_errors_are_reported_by_name():
     link = Link(FakeDevice(error=P.Error.NO_IMAGE), timeout=0.05)
     with pytest.raises(DeviceError, match=r"NO_IMAGE \(42\)"):
         link.request(P.Type.INFER, b"\0")
+
+
+def test_the_session_deadline_bounds_every_wait():
+    link = Link(FakeDevice(silent=True), timeout=5.0, retries=100, deadline=time.monotonic() + 0.3)
+    start = time.monotonic()
+    with pytest.raises(QetoolError, match="the device did not finish within its deadline"):
+        link.request(P.Type.HELLO)
+    assert time.monotonic() - start < 1.0
+
+
+class Dropped(FakeDevice):
+    """The emulator killed mid-run: the socket is reset."""
+
+    def write(self, data):
+        pass
+
+    def read(self, n):
+        import serial
+
+        raise serial.SerialException("Connection reset by peer")
+
+
+def test_a_dropped_connection_is_one_error():
+    with pytest.raises(QetoolError, match="lost the connection to the emulator: Connection reset by peer"):
+        Link(Dropped(), timeout=0.05, name="the emulator").request(P.Type.HELLO)
+
+
+class ModelDevice(FakeDevice):
+    """Serves INFER and READ as the firmware does, for a model of `classes` outputs and `layers`
+    layers: any size comes back in READ chunks."""
+
+    def __init__(self, classes, layers):
+        super().__init__()
+        self.output = bytes((7 * i) % 256 for i in range(classes))
+        self.counts = b"".join((1000 + i).to_bytes(4, "little") for i in range(layers))
+
+    def write(self, data):
+        for f in self.decoder.feed(bytes(data)):
+            if f.type == P.Type.INFER:
+                reply = P.INFER_RESPONSE.pack(len(self.output) - 1, P.Counter.CYCLES, f.payload[0], 12345,
+                                              len(self.output), len(self.counts))
+            else:
+                area, offset = P.READ_REQUEST.unpack(f.payload)
+                data = self.output if area == P.Area.OUTPUT else self.counts
+                reply = P.READ_RESPONSE.pack(area, offset) + data[offset:offset + P.READ_CHUNK]
+            self.out += P.encode(f.type | P.RESPONSE, f.seq, reply)
+
+
+@pytest.mark.parametrize("classes, layers", [(2, 5), (1000, 56), (4096, 1082)])
+def test_replies_of_any_size_come_in_read_chunks(classes, layers):
+    dev = ModelDevice(classes, layers)
+    r = Device(Link(dev, timeout=0.5)).infer(classes, layers, per_layer=True)
+    assert r.label == classes - 1 and r.count == 12345
+    assert bytes(b % 256 for b in r.logits) == dev.output
+    assert r.layer_counts == [1000 + i for i in range(layers)]
+    with pytest.raises(QetoolError, match="the build has 3 classes"):
+        Device(Link(ModelDevice(4, 2), timeout=0.5)).infer(3, 2, per_layer=True)

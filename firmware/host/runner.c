@@ -3,7 +3,7 @@
  * usage: runner N [arena] < images > results
  * Reads N packed inputs of QE_INPUT_BYTES each from stdin. For each, writes to stdout every
  * layer's output buffer right after the layer ran (qe_layer_info[i].out_bytes bytes each, in
- * layer order), then QE_NUM_CLASSES int8 logits, one byte with the class and, with `arena`,
+ * layer order), then QE_NUM_CLASSES int8 logits, the class (u16 LE) and, with `arena`,
  * the whole arena (QE_ARENA_BYTES) as the inference left it.
  */
 #include <stdio.h>
@@ -28,15 +28,18 @@ int main(int argc, char **argv)
     int arena = argc > 2 && strcmp(argv[2], "arena") == 0;
     long i;
     for (i = 0; i < n; i++) {
-        int8_t logits[QE_NUM_CLASSES];
-        unsigned char label;
+        static int8_t logits[QE_NUM_CLASSES];
+        unsigned char label[2];
+        int c;
         if (fread(qe_model_input(), 1, QE_INPUT_BYTES, stdin) != QE_INPUT_BYTES) {
             fprintf(stderr, "runner: short input for image %ld\n", i);
             return 2;
         }
-        label = (unsigned char)qe_model_run(logits);
+        c = qe_model_run(logits);
+        label[0] = (unsigned char)c;
+        label[1] = (unsigned char)(c >> 8);
         if (fwrite(logits, 1, QE_NUM_CLASSES, stdout) != QE_NUM_CLASSES ||
-            fwrite(&label, 1, 1, stdout) != 1) {
+            fwrite(label, 1, 2, stdout) != 2) {
             return 3;
         }
         if (arena && fwrite(qe_model_arena(), 1, QE_ARENA_BYTES, stdout) != QE_ARENA_BYTES) {

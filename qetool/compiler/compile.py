@@ -6,7 +6,7 @@ used and written to build/weights.npz in the weights-file format.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qetool import arch as A
@@ -91,10 +91,21 @@ def report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+MAX_LAYERS = 0xFFFF
+"""The protocol and the firmware count layers in 16 bits."""
+
+
 def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
-                 seed: int = 0) -> Compiled:
-    """Everything compile does, in memory."""
+                 seed: int = 0, class_names: list[str] | None = None) -> Compiled:
+    """Everything compile does, in memory. `class_names` (one per class) override the weights
+    file's."""
+    n_layers = len(A.layers(arch))
+    if n_layers > MAX_LAYERS:
+        raise QetoolError(f"{n_layers:,} layers: the firmware and its protocol count at most {MAX_LAYERS:,}")
     ck = checkpoint.load(weights, arch) if weights else random_checkpoint(arch, seed)
+    if class_names is not None:
+        ck = replace(ck, class_names=checkpoint.check_class_names(class_names, arch.num_classes,
+                                                                  "--class-names"))
     model = lower(ck)
     p = plan(arch)
     return Compiled(model, p, build_report(model, p, board), render_sources(model, p), ck)
@@ -102,19 +113,21 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
 
 def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
                   weights: str | Path | None = None, seed: int = 0, force: bool = False,
-                  build_firmware: bool = False, full_map: bool = False) -> Compiled:
+                  build_firmware: bool = False, full_map: bool = False,
+                  class_names: list[str] | None = None) -> Compiled:
     """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/;
     with `build_firmware` also board.elf, board.bin, emu.elf). Over the board's budgets is a
     user error unless `force`. `full_map` links emu.elf with the emulator's whole memory. A
     board from a user's file is copied to build/board.toml, where later commands read it."""
     arch = A.load(arch_path)
-    c = compile_arch(arch, board, weights, seed)
+    c = compile_arch(arch, board, weights, seed, class_names)
     over = over_budget(c.report)
     if over and not force:
         raise QetoolError("; ".join(over) + " (--force compiles anyway)")
     files: dict[str, bytes | str] = {
-        "manifest.json": to_json(manifest(c.model, c.plan, board.name,
-                                          BOARD_FILE if board.file_text is not None else None)),
+        "manifest.json": to_json(manifest(
+            c.model, c.plan, board.name, BOARD_FILE if board.file_text is not None else None,
+            list(c.weights.class_names) if c.weights.class_names else None)),
         "report.json": to_json(c.report),
         "lowered.npz": c.model.to_bytes(),
         "weights.npz": checkpoint.to_bytes(c.weights),

@@ -72,10 +72,11 @@ def protocol_header() -> str:
         version=protocol.VERSION, magic=protocol.MAGIC, header_bytes=protocol.HEADER.size,
         max_payload=protocol.MAX_PAYLOAD, response=protocol.RESPONSE,
         error_type=protocol.ERROR_TYPE, frame_timeout_ms=protocol.FRAME_TIMEOUT_MS,
-        infer_per_layer=protocol.INFER_PER_LAYER,
+        infer_per_layer=protocol.INFER_PER_LAYER, infer_trace=protocol.INFER_TRACE,
         types=[(t.name, t.value) for t in protocol.Type],
         errors=[(e.name, e.value) for e in protocol.Error],
-        counters=[(c.name, c.value) for c in protocol.Counter])
+        counters=[(c.name, c.value) for c in protocol.Counter],
+        areas=[(a.name, a.value) for a in protocol.Area], read_chunk=protocol.READ_CHUNK)
 
 
 def linker_script(board: Board, image: Image) -> str:

@@ -4,7 +4,7 @@ This is how the tests prove the C bit-exact against the golden model."""
 
 from __future__ import annotations
 
-import json
+import struct
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +13,7 @@ import numpy as np
 
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import pack_padded, unpack_bits
+from qetool.compiler.plan import plan
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
 from qetool.programs import require
@@ -51,13 +52,23 @@ def pack_input(model: LoweredModel, image_codes: np.ndarray, size: int) -> bytes
     return data + bytes(size - len(data))
 
 
+RECORD_CLASS = struct.Struct("<H")
+"""The class in an inference record: u16 (up to 65,535 classes)."""
+
+
 def read_result(data: bytes, pos: int, num_classes: int, arena_bytes: int) -> tuple[list[int], int, bytes, int]:
     """One inference's record, as the host runner and the firmware's batch mode write it:
-    int8 logits, the class byte, then `arena_bytes` of arena. Returns logits, class, arena
-    and the position after the record."""
-    logits = [b - 256 if b > 127 else b for b in data[pos:pos + num_classes]]
-    end = pos + num_classes + 1 + arena_bytes
-    return logits, data[pos + num_classes], data[pos + num_classes + 1:end], end
+    int8 logits, the class (u16 LE), then `arena_bytes` of arena. Returns logits, class, arena
+    and the position after the record; a short or impossible record is a QetoolError."""
+    at = pos + num_classes
+    end = at + RECORD_CLASS.size + arena_bytes
+    if len(data) < end:
+        raise QetoolError(f"inference record cut short: {len(data) - pos} of {end - pos} bytes")
+    logits = [b - 256 if b > 127 else b for b in data[pos:at]]
+    (label,) = RECORD_CLASS.unpack_from(data, at)
+    if label >= num_classes:
+        raise QetoolError(f"the model answered class {label} of {num_classes}")
+    return logits, label, data[at + RECORD_CLASS.size:end], end
 
 
 def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes: int,
@@ -86,11 +97,9 @@ def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes
 
 def run_build(build_dir: Path, exe: Path, images: list[np.ndarray],
               arena: bool = False) -> list[HostResult]:
-    """run_runner with the layer sizes and input size of build_dir's report and manifest."""
-    build_dir = Path(build_dir)
-    model = LoweredModel.load(build_dir / "lowered.npz")
-    report = json.loads((build_dir / "report.json").read_text())
-    manifest = json.loads((build_dir / "manifest.json").read_text())
-    out_bytes = [r["arena"]["bytes"] if r["arena"] else 0 for r in report["layers"]]
-    return run_runner(exe, model, out_bytes, manifest["input"]["bytes"], images,
-                      report["arena_bytes"] if arena else 0)
+    """run_runner on build_dir's lowered model, with the layer and input sizes of its plan."""
+    model = LoweredModel.load(Path(build_dir) / "lowered.npz")
+    p = plan(model.arch)
+    out_bytes = [0 if layer.op == "head" else p.buffers[layer.id].size for layer in model.layers]
+    return run_runner(exe, model, out_bytes, p.buffers["image"].size, images,
+                      p.arena_bytes if arena else 0)

@@ -144,9 +144,6 @@ class LoweredModel:
     input_bits: int
     logit_step: float
 
-    def save(self, path: str | Path) -> None:
-        fileio.write_bytes(path, self.to_bytes())
-
     def to_bytes(self) -> bytes:
         """lowered.npz content: per-layer arrays and a JSON `meta` entry."""
         arrays: dict[str, np.ndarray] = {}
@@ -167,17 +164,86 @@ class LoweredModel:
 
     @staticmethod
     def load(path: str | Path) -> "LoweredModel":
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format") != LOWERED_FORMAT:
-                raise QetoolError(f"{path}: not a {LOWERED_FORMAT} file")
-            layers = []
-            for d in meta["layers"]:
-                arrays = {f: (z[f"{d['id']}.{f}"] if f"{d['id']}.{f}" in z.files else None)
-                          for f in ("weights", "bias", "m", "n", "mx")}
-                layers.append(LoweredLayer(**{**d, "pad": tuple(d["pad"])}, **arrays))
-        return LoweredModel(A.from_dict(meta["arch"]), meta["model_hash"], layers,
-                            meta["input_bits"], meta["logit_step"])
+        """Read lowered.npz back. Every layer's fields must be those its arch gives, every array
+        of its dtype and shape, and the stored model hash that of the content: a damaged or
+        edited file is a user error, never a model that runs wrong."""
+        where = Path(path)
+        d = fileio.read_npz(where, "lowered model")
+        meta = d.get("meta")
+        if meta is None or meta.shape != () or meta.dtype.kind != "U":
+            raise QetoolError(f"{where}: not a {LOWERED_FORMAT} file (no meta entry)")
+        doc = fileio.parse_json(str(meta), f"{where}: meta")
+        if not isinstance(doc, dict) or doc.get("format") != LOWERED_FORMAT:
+            raise QetoolError(f"{where}: not a {LOWERED_FORMAT} file")
+        try:
+            arch = A.from_dict(doc.get("arch"))
+        except A.ArchError as e:
+            raise QetoolError(f"{where}: its arch is not valid: {e}") from None
+        metas = doc.get("layers")
+        want_layers = layer_codes(arch)
+        if not isinstance(metas, list) or len(metas) != len(want_layers):
+            raise QetoolError(f"{where}: layers: not the {len(want_layers)} layers of its arch")
+        layers = [_load_layer(m, want, d, where) for m, want in zip(metas, want_layers)]
+        input_bits, step = doc.get("input_bits"), doc.get("logit_step")
+        if input_bits != A.tensors(arch)["image"].bits:
+            raise QetoolError(f"{where}: input_bits: {input_bits!r} is not the arch's image bits")
+        if not isinstance(step, float) or not math.isfinite(step) or step <= 0:
+            raise QetoolError(f"{where}: logit_step: {step!r} is not a positive number")
+        model_hash = _model_hash(arch, layers)
+        if doc.get("model_hash") != model_hash:
+            raise QetoolError(f"{where}: damaged or edited: its content does not give its model hash")
+        return LoweredModel(arch, model_hash, layers, input_bits, step)
+
+
+_ARRAY_TYPES = {"weights": np.int8, "bias": np.int32, "m": np.int32, "n": np.int8, "mx": np.int32}
+"""The integer arrays of a lowered layer and their types."""
+
+
+def layer_codes(arch: A.Arch) -> list[dict]:
+    """Per layer, the fields of a LoweredLayer that the arch fixes: the A.Layer fields and its
+    tensors' bits and signedness."""
+    ts = A.tensors(arch)
+    out = []
+    for layer in A.layers(arch):
+        tx, ty = ts[layer.input], ts[layer.id]
+        tr = ts[layer.residual] if layer.residual else None
+        out.append({**{f.name: getattr(layer, f.name) for f in fields(A.Layer)},
+                    "signed_x": tx.signed, "bits_y": ty.bits, "signed_y": ty.signed,
+                    "bits_r": tr.bits if tr else 0, "signed_r": tr.signed if tr else False})
+    return out
+
+
+def _load_layer(meta: object, want: dict, d: dict[str, np.ndarray], where: Path) -> LoweredLayer:
+    """One layer of lowered.npz, checked against the fields its arch gives (`want`)."""
+    lid = want["id"]
+    if not isinstance(meta, dict) or set(meta) != {*want, "lo", "hi"}:
+        raise QetoolError(f"{where}: {lid}: not a lowered layer")
+    if json.dumps({k: meta[k] for k in want}) != json.dumps(want):  # exact, bools apart from ints
+        raise QetoolError(f"{where}: {lid}: its fields contradict its arch")
+    lo, hi = meta["lo"], meta["hi"]
+    qlo, qhi = code_range(want["bits_y"], want["signed_y"])
+    if not (isinstance(lo, int) and isinstance(hi, int) and qlo <= lo <= hi <= qhi):
+        raise QetoolError(f"{where}: {lid}: output clamp {lo!r}..{hi!r} is outside {qlo}..{qhi}")
+    layer = A.Layer(**{f.name: want[f.name] for f in fields(A.Layer)})
+    shapes = {"weights": (layer.cout, layer.cin) if layer.op == "head" else
+              (layer.cout, 1 if layer.depthwise else layer.cin, layer.kernel, layer.kernel),
+              "bias": (layer.cout,), "m": (layer.cout,), "n": (layer.cout,), "mx": (layer.cout,)}
+    arrays = {}
+    for f, dtype in _ARRAY_TYPES.items():
+        key = f"{lid}.{f}"
+        needed = f != "mx" or layer.residual is not None
+        if key not in d:
+            if needed:
+                raise QetoolError(f"{where}: {key}: missing")
+            arrays[f] = None
+            continue
+        v = d[key]
+        if not needed or v.dtype != dtype or v.shape != shapes[f]:
+            raise QetoolError(f"{where}: {key}: {v.dtype}{list(v.shape)} is not what layer {lid} holds")
+        arrays[f] = v
+    if not ((arrays["n"] >= 0) & (arrays["n"] <= 62)).all():
+        raise QetoolError(f"{where}: {lid}.n: shifts outside 0..62")
+    return LoweredLayer(**{**want, "pad": tuple(want["pad"])}, lo=lo, hi=hi, **arrays)
 
 
 def _acc_bound(w: np.ndarray, bits_x: int) -> np.ndarray:
@@ -203,7 +269,7 @@ def lower(ck: Checkpoint) -> LoweredModel:
     arch = ck.arch
     ts = A.tensors(arch)
     out = []
-    for layer in A.layers(arch):
+    for layer, codes in zip(A.layers(arch), layer_codes(arch)):
         tx, ty = ts[layer.input], ts[layer.id]
         s_x = tensor_step(ck, layer.input, tx.bits)
         s_y = ck.steps[layer.id]
@@ -230,11 +296,8 @@ def lower(ck: Checkpoint) -> LoweredModel:
         s_r = tensor_step(ck, layer.residual, tr.bits) if tr else None
         bias, m, n, mx = _fold_layer(a, b, s_y, bound, s_r, (1 << tr.bits) if tr else 0,
                                      layer.op == "head")
-        out.append(LoweredLayer(
-            **{f.name: getattr(layer, f.name) for f in fields(A.Layer)},
-            signed_x=tx.signed, bits_y=ty.bits, signed_y=ty.signed, lo=lo, hi=hi,
-            bits_r=tr.bits if tr else 0, signed_r=tr.signed if tr else False, weights=w,
-            bias=bias, m=m, n=n, mx=mx if tr else None))
+        out.append(LoweredLayer(**codes, lo=lo, hi=hi, weights=w, bias=bias, m=m, n=n,
+                                mx=mx if tr else None))
     return LoweredModel(arch, _model_hash(arch, out), out, ts["image"].bits, ck.steps["head"])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,16 @@ from qetool import arch as A
 from qetool.compiler.lower import LoweredLayer, LoweredModel
 from qetool.compiler.pack import LAYOUTS, pack_weights
 from qetool.compiler.plan import CONV1X1_TILE, Plan
+from qetool.errors import QetoolError
+from qetool.fileio import umask_mode, write_error
 from qetool.paths import TEMPLATES
+from qetool.preprocess import image_step
 
 KERNEL_FUNCTIONS = {"conv": "qe_conv_hwc", "conv1x1": "qe_conv1x1_hwc",
                     "dwconv": "qe_dwconv_hwc_inplace", "head": "qe_head"}
 """The C function of each op (the keys of pack.KERNEL_CODE_BYTES but `runtime`)."""
 SOURCES = ("qe_kernels.h", "qe_kernels.c", "model.h", "model.c", "weights.h", "weights.c")
-MANIFEST_FORMAT = "qetool-build/1"
+MANIFEST_FORMAT = "qetool-build/2"
 BOARD_FILE = "board.toml"
 """build/board.toml: the user's board file, for a build made with --board-file."""
 
@@ -49,6 +53,39 @@ def environment() -> jinja2.Environment:
 def symbol(layer_id: str) -> str:
     """C symbol prefix of a layer: `b3.expand` -> `qe_b3_expand`."""
     return "qe_" + layer_id.replace(".", "_")
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    """A model input or output as the host sees it: shape H x W x C (HWC), bits, signedness;
+    code q stands for the real value scale * (q - zero_point)."""
+
+    height: int
+    width: int
+    channels: int
+    bits: int
+    signed: bool
+    scale: float
+    zero_point: int
+
+    @property
+    def scale_bits(self) -> int:
+        """The scale as IEEE-754 single-precision bits (how model.h and HELLO carry it)."""
+        return struct.unpack("<I", struct.pack("<f", self.scale))[0]
+
+    def to_json(self) -> dict:
+        return {"height": self.height, "width": self.width, "channels": self.channels,
+                "bits": self.bits, "signed": self.signed, "scale": self.scale,
+                "zero_point": self.zero_point}
+
+
+def model_io(model: LoweredModel) -> tuple[IOTensor, IOTensor]:
+    """The input (image codes: pixel >> (8 - bits), docs/arithmetic.md) and the output (int8
+    logits) of a lowered arch.json model."""
+    a = model.arch
+    image = IOTensor(a.resolution, a.resolution, a.in_channels, model.input_bits, False,
+                     image_step(model.input_bits), 0)
+    return image, IOTensor(1, 1, a.num_classes, A.HEAD_BITS, True, model.logit_step, 0)
 
 
 @dataclass(frozen=True)
@@ -89,9 +126,9 @@ def render_sources(model: LoweredModel, p: Plan) -> dict[str, str]:
     """The generated C files, by name."""
     layers = layer_context(model, p)
     image = p.buffers["image"]
-    ctx = dict(name=f"qetool model {model.model_hash}", model_hash=model.model_hash,
-               resolution=model.arch.resolution, in_channels=model.arch.in_channels,
-               num_classes=model.arch.num_classes, input_bits=model.input_bits,
+    x, y = model_io(model)
+    ctx = dict(name=f"qetool model {model.model_hash}", model_hash=model.model_hash, x=x, y=y,
+               num_classes=model.arch.num_classes,
                input_bytes=image.size, input_offset=image.offset, arena_bytes=p.arena_bytes,
                layers=layers, kernels=sorted({layer.op for layer in model.layers}),
                conv1x1_tile=CONV1X1_TILE)
@@ -103,12 +140,15 @@ def write_build(out_dir: Path, files: dict[str, bytes | str],
                 finish: Callable[[Path], object] | None = None) -> None:
     """Write `files` (relative paths) as the new content of `out_dir`, swapped in whole;
     `finish(staging_dir)` runs before the swap (the firmware build)."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    shown, out_dir = out_dir, Path(os.path.realpath(out_dir))  # a symlinked build/ stays a link
+    if out_dir.exists() and not out_dir.is_dir():
+        raise QetoolError(f"cannot write {shown}/: it is a file, not a folder")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        os.chmod(tmp, umask_mode(0o777))
+    except OSError as e:
+        raise write_error(shown, e) from None
     try:
         for rel, content in files.items():
             path = tmp / rel
@@ -126,23 +166,28 @@ def write_build(out_dir: Path, files: dict[str, bytes | str],
         os.replace(tmp, out_dir)
         if old is not None:
             shutil.rmtree(old)
+    except OSError as e:
+        raise write_error(shown, e) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
 
 
-def manifest(model: LoweredModel, p: Plan, board: str, board_file: str | None = None) -> dict:
-    """manifest.json (docs/formats.md); `board_file` names build/'s copy of a user's board file."""
+def manifest(model: LoweredModel, p: Plan, board: str, board_file: str | None = None,
+             class_names: list[str] | None = None) -> dict:
+    """manifest.json (docs/formats.md); `board_file` names build/'s copy of a user's board file,
+    `class_names` the outputs' names (None: not known)."""
     image = p.buffers["image"]
+    x, y = model_io(model)
     return {
         "format": MANIFEST_FORMAT, "board": board,
         **({"board_file": board_file} if board_file else {}), "arch": A.to_dict(model.arch),
-        "model_hash": model.model_hash, "resolution": model.arch.resolution,
-        "num_classes": model.arch.num_classes,
-        "input": {"bits": model.input_bits, "layout": "HWC, packed LSB first",
-                  "channels": model.arch.in_channels, "bytes": image.size,
+        "model_hash": model.model_hash, "num_classes": model.arch.num_classes,
+        "class_names": class_names,
+        "input": {**x.to_json(), "layout": "HWC, packed LSB first", "bytes": image.size,
                   "arena_offset": image.offset},
-        "logit_step": model.logit_step, "arena_bytes": p.arena_bytes,
+        "output": {**y.to_json(), "layout": "int8 per class"},
+        "arena_bytes": p.arena_bytes,
         "layers": [layer.id for layer in model.layers]}
 
 

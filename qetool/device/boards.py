@@ -103,6 +103,14 @@ class Board:
         return self.sram_bytes - self.reserved_sram_bytes
 
 
+    def over_physical(self, sram_budget: int, flash_budget: int) -> list[str]:
+        """What a search budget asks beyond this board's physical memory (a result would not fit)."""
+        return [f"the {what} budget {budget:,} B is above {self.name}'s {size:,} B of {what}: "
+                "the network found will not fit this board"
+                for what, budget, size in (("SRAM", sram_budget, self.sram_bytes),
+                                           ("Flash", flash_budget, self.flash_bytes)) if budget > size]
+
+
 def board_names() -> list[str]:
     return sorted(p.stem for p in BOARDS.glob("*.toml"))
 

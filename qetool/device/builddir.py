@@ -1,17 +1,25 @@
 """Reading build/ (docs/formats.md): every command after compile starts here, and takes the
-board from the manifest."""
+board from the manifest.
+
+Nothing in build/ is trusted for what can be derived: the lowered model must give the manifest's
+model hash, the manifest must be the one compile writes for that model, and the plan and the
+report are computed again from the model (report.json is for people and tools, not an input).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from qetool import fileio
+from qetool.checkpoint import check_class_names
+from qetool.compiler.compile import build_report
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT
-from qetool.errors import QetoolError
+from qetool.compiler.plan import Plan, plan
+from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, manifest
 from qetool.device.boards import Board, load_board, load_board_file
+from qetool.errors import QetoolError
 
 
 @dataclass
@@ -22,20 +30,42 @@ class BuildDir:
         self.path = Path(self.path)
         if not (self.path / "manifest.json").is_file():
             raise QetoolError(f"{self.path}: no manifest.json (run `qetool compile ... -o {self.path}`)")
-        if self.manifest.get("format") != MANIFEST_FORMAT:
+        doc = self.manifest
+        if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
             raise QetoolError(f"{self.path}/manifest.json: not a {MANIFEST_FORMAT} build")
+        for key in ("board", "model_hash"):
+            if not isinstance(doc.get(key), str):
+                raise QetoolError(f"{self.path}/manifest.json: {key}: missing or not text")
 
     @cached_property
     def manifest(self) -> dict:
-        return json.loads((self.path / "manifest.json").read_text())
-
-    @cached_property
-    def report(self) -> dict:
-        return json.loads((self.path / "report.json").read_text())
+        return fileio.read_json(self.path / "manifest.json")
 
     @cached_property
     def model(self) -> LoweredModel:
-        return LoweredModel.load(self.path / "lowered.npz")
+        """lowered.npz, checked against the manifest."""
+        model = LoweredModel.load(self.path / "lowered.npz")
+        if model.model_hash != self.manifest["model_hash"]:
+            raise QetoolError(f"{self.path}: lowered.npz holds model {model.model_hash}, manifest.json "
+                              f"names {self.manifest['model_hash']}: compile again")
+        names = self.manifest.get("class_names")
+        if names is not None:
+            check_class_names(names, model.arch.num_classes, f"{self.path}/manifest.json: class_names")
+        want = manifest(model, plan(model.arch), self.manifest["board"], self.manifest.get("board_file"),
+                        names)
+        if self.manifest != want:
+            raise QetoolError(f"{self.path}/manifest.json: does not match lowered.npz (edited or "
+                              "damaged): compile again")
+        return model
+
+    @cached_property
+    def plan(self) -> Plan:
+        return plan(self.model.arch)
+
+    @cached_property
+    def report(self) -> dict:
+        """The report of this model on this board, as compile wrote it to report.json."""
+        return build_report(self.model, self.plan, self.board)
 
     @cached_property
     def board(self) -> Board:
@@ -48,7 +78,7 @@ class BuildDir:
 
     @property
     def input_bytes(self) -> int:
-        return self.manifest["input"]["bytes"]
+        return self.plan.buffers["image"].size
 
     def elf(self, name: str) -> Path:
         """build/<name>.elf, or a clear error telling how to build it."""

@@ -9,7 +9,10 @@ TICK_INSTRUCTIONS instructions per tick, labelled as such.
 
 Two ways in: `run_batch` feeds inputs by semihosting (fast, for tests and benchmarks);
 `Emulator` serves the serial protocol on a TCP port (what `qetool run --emulator` talks to).
-Every QEMU runs under a deadline and is killed by its own pid.
+Every QEMU runs under a deadline and is killed by its own pid when qetool leaves the run in
+any way (an exception, Ctrl-C, SIGTERM: the CLI turns it into an exception); on Linux it is also
+asked to die with its parent (PR_SET_PDEATHSIG), so not even a SIGKILL of qetool leaves it
+running. Its temporary folder goes with it.
 """
 
 from __future__ import annotations
@@ -93,6 +96,17 @@ def read_marks(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split("\n") if line.strip().isdigit()]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the context managers' kill remains
+
+
 def _command(machine: str, elf: Path, serial: str, counts: Path | None) -> list[str]:
     cmd = [require(QEMU), "-M", machine, "-nographic", "-monitor", "none", "-kernel", str(elf),
            "-semihosting-config", "enable=on,target=native", "-serial", serial]
@@ -125,7 +139,8 @@ def run_batch(machine: str, elf: Path, inputs: list[bytes], num_classes: int, n_
         counts = work / "counts.txt"
         cmd = _command(machine, elf.resolve(), "null", counts)
         try:
-            r = subprocess.run(cmd, cwd=work, capture_output=True, timeout=timeout)
+            r = subprocess.run(cmd, cwd=work, capture_output=True, timeout=timeout,
+                               preexec_fn=_die_with_parent)
         except subprocess.TimeoutExpired:
             raise QetoolError(f"the emulator did not finish within {timeout:.0f} s") from None
         if r.returncode != 0:
@@ -155,21 +170,34 @@ class Emulator:
     def __init__(self, machine: str, elf: Path, deadline: float = 600.0):
         self.machine, self.elf, self.deadline = machine, Path(elf).resolve(), deadline
         self.proc: subprocess.Popen | None = None
-        self.work = Path(tempfile.mkdtemp(prefix="qetool-emu-"))
-        self.counts = self.work / "counts.txt"
+        self.work: Path | None = None
         self.counting = plugin() is not None
         self.port = None
         self.started = time.monotonic()
 
+    @property
+    def counts(self) -> Path:
+        return self.work / "counts.txt"
+
     def __enter__(self) -> "Emulator":
+        try:
+            return self._start()
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _start(self) -> "Emulator":
         import serial
 
+        require(QEMU)
+        self.work = Path(tempfile.mkdtemp(prefix="qetool-emu-"))
         for _ in range(5):  # a port taken between choosing and binding: try another
             tcp = free_port()
             cmd = _command(self.machine, self.elf, f"tcp:127.0.0.1:{tcp},server=on,wait=on",
                            self.counts)
             self.proc = subprocess.Popen(cmd, cwd=self.work, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         preexec_fn=_die_with_parent)
             self.started = time.monotonic()
             while self.proc.poll() is None and time.monotonic() - self.started < 10.0:
                 try:
@@ -185,9 +213,6 @@ class Emulator:
             return self.proc.stderr.read().decode(errors="replace").strip() or "no message"
         return "no answer"
 
-    def expired(self) -> bool:
-        return time.monotonic() - self.started > self.deadline
-
     def marks(self) -> list[int]:
         return read_marks(self.counts)
 
@@ -201,4 +226,5 @@ class Emulator:
         if self.port is not None:
             self.port.close()
         self._kill()
-        shutil.rmtree(self.work, ignore_errors=True)
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)

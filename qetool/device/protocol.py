@@ -7,14 +7,20 @@ The CRC (IEEE 802.3, as zlib.crc32) covers type, seq, length and payload. A resp
 request's type | 0x80 and its seq; an error is type 0xFF with payload code u8 + detail u32.
 The firmware answers a repeated seq with its cached response (a lost response is retried safely).
 
-Requests and response payloads:
-    HELLO  -> version u16, model hash 16 ASCII, resolution u16, in_channels u16, classes u16,
-              arena bytes u32, input bytes u32, input bits u8, counter kind u8, layers u16
+Requests and response payloads (version 2):
+    HELLO  -> HELLO_RESPONSE: version, model hash (16 ASCII), the input (height, width, channels,
+              bits, signed, scale f32, zero point), the output (count, bits, scale f32, zero point),
+              arena bytes, input bytes, counter kind, layers
     LOAD   offset u32 + bytes (straight into the arena's input slot)  -> loaded bytes u32
-    INFER  flags u8 (bit 0: per-layer counts) -> class u8, counter kind u8, pad u16, count u64,
-              logits int8 x classes [, per-layer counts u32 x layers]
+    INFER  flags u8 (bit 0: per-layer counts, bit 1: trace) -> class u16, counter kind u8, flags u8, count u64,
+              output bytes u32, per-layer count bytes u32 (0 without the flag)
+    READ   area u8 + offset u32 -> area u8, offset u32, up to READ_CHUNK bytes of the area:
+              OUTPUT (the last inference's int8 outputs), LAYER_COUNTS (u32 a layer) or, after
+              a traced inference, LAYER_CRCS (the CRC-32 of each layer's output, u32; 0 for the
+              head)
     STATS  -> stack used u32, stack size u32, arena bytes u32, input bytes u32, good frames u32,
               bad frames u32
+Replies of any size travel as READ chunks, so nothing a valid model produces overflows a frame.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 MAGIC = b"QE"
-VERSION = 1
+VERSION = 2
 MAX_PAYLOAD = 4096
 RESPONSE = 0x80
 ERROR_TYPE = 0xFF
@@ -33,6 +39,8 @@ HEADER = struct.Struct("<2sBBI")
 CRC = struct.Struct("<I")
 CHUNK = MAX_PAYLOAD - 4
 """Image bytes per LOAD frame (the payload also holds the 32-bit offset)."""
+READ_CHUNK = MAX_PAYLOAD - 5
+"""Bytes per READ response (the payload also holds the area and the 32-bit offset)."""
 FRAME_TIMEOUT_MS = 200
 """The firmware drops a frame whose next byte does not come within this many ms."""
 
@@ -42,6 +50,7 @@ class Type(IntEnum):
     LOAD = 0x02
     INFER = 0x03
     STATS = 0x04
+    READ = 0x05
 
 
 class Error(IntEnum):
@@ -52,6 +61,15 @@ class Error(IntEnum):
     OUT_OF_RANGE = 5
     OUT_OF_ORDER = 6
     NO_IMAGE = 7
+    NO_RESULT = 8
+
+
+class Area(IntEnum):
+    """What a READ request reads."""
+
+    OUTPUT = 1
+    LAYER_COUNTS = 2
+    LAYER_CRCS = 3
 
 
 class Counter(IntEnum):
@@ -64,12 +82,17 @@ class Counter(IntEnum):
 
 
 INFER_PER_LAYER = 0x01
+INFER_TRACE = 0x02
+"""INFER flags: per-layer counts; a CRC-32 of each layer's output (taken outside the counted
+layer regions; the host asks for it only to find where a result first differs)."""
 
-HELLO_RESPONSE = struct.Struct("<H16sHHHIIBBH")
+HELLO_RESPONSE = struct.Struct("<H16sHHHBBfiHBBfiIIBBH")
 LOAD_REQUEST = struct.Struct("<I")
 LOAD_RESPONSE = struct.Struct("<I")
 INFER_REQUEST = struct.Struct("<B")
-INFER_RESPONSE = struct.Struct("<BBHQ")
+INFER_RESPONSE = struct.Struct("<HBBQII")
+READ_REQUEST = struct.Struct("<BI")
+READ_RESPONSE = struct.Struct("<BI")
 STATS_RESPONSE = struct.Struct("<IIIIII")
 ERROR_PAYLOAD = struct.Struct("<BI")
 

@@ -3,6 +3,7 @@ Checks that the device runs the model of build/ (its hash), then loads images an
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -34,22 +35,45 @@ class Result:
 class Session:
     def __init__(self, build: BuildDir, device: Device, emulator: Emulator | None):
         self.build, self.device, self.emulator = build, device, emulator
-        self.hello = device.hello()
+        self.hello = h = device.hello()
         want = build.manifest["model_hash"]
-        if self.hello.model_hash != want:
-            raise QetoolError(f"the device runs model {self.hello.model_hash}, {build.path} holds "
-                              f"{want}: flash {build.path} first")
+        if h.model_hash != want:
+            if emulator is not None:
+                raise QetoolError(f"{build.path}/emu.elf runs model {h.model_hash}, the build holds "
+                                  f"{want}: compile with --build again")
+            raise QetoolError(f"the board runs model {h.model_hash}, {build.path} holds {want}: "
+                              f"qetool flash {build.path} first")
+        x = build.manifest["input"]
+        said = (h.input_height, h.input_width, h.input_channels, h.input_bits, h.input_bytes,
+                h.num_classes, h.num_layers)
+        have = (x["height"], x["width"], x["channels"], x["bits"], x["bytes"],
+                build.manifest["num_classes"], len(build.model.layers))
+        if said != have:
+            raise QetoolError(f"the device describes model {want} as {said} (input H, W, C, bits, "
+                              f"bytes, classes, layers), the build as {have}")
+
+    def _load(self, pixels: np.ndarray) -> None:
+        m = self.build.model
+        self.device.load(pack_input(m, image_codes(pixels, m.input_bits), self.build.input_bytes))
+
+    def trace(self, pixels: np.ndarray) -> list[int]:
+        """The CRC-32 of every layer's output for these pixels (0 for the head), from a second,
+        traced inference (its counts are not reported: the CRCs cost time of their own)."""
+        m = self.build.model
+        self._load(pixels)
+        return self.device.infer(m.arch.num_classes, len(m.layers), trace=True).layer_crcs
 
     def infer(self, pixels: np.ndarray) -> Result:
         """Preprocessed pixels (H, W, C uint8) -> codes -> device -> result."""
         m = self.build.model
-        codes = image_codes(pixels, m.input_bits)
-        self.device.load(pack_input(m, codes, self.build.input_bytes))
+        self._load(pixels)
         before = len(self.emulator.marks()) if self.emulator else 0
         n_layers = len(m.layers)
         r = self.device.infer(m.arch.num_classes, n_layers, per_layer=True)
         if self.emulator is not None and self.emulator.counting:
             counts = split_marks(self.emulator.marks()[before:], n_layers)
+            if not counts:
+                raise QetoolError("the emulator's counting plugin logged no complete inference")
             return Result(r.label, r.logits, Counter.INSTRUCTIONS, counts[0].total, counts[0].layers)
         if r.counter == Counter.SYSTICK:
             k = TICK_INSTRUCTIONS
@@ -67,10 +91,14 @@ def connect(build: BuildDir, emulator: bool, port: str | None, baud: int = 11520
         if build.board.emulator is None:
             raise QetoolError(f"{build.board.name} has no emulator target")
         with Emulator(build.board.emulator.machine, build.elf("emu"), deadline) as emu:
-            yield Session(build, Device(Link(emu.port)), emu)
+            link = Link(emu.port, name="the emulator", deadline=emu.started + deadline,
+                        hint=f"is {build.path}/emu.elf a qetool firmware image?")
+            yield Session(build, Device(link), emu)
     else:
-        link = open_port(port, baud)
+        port_obj = open_port(port, baud)
         try:
-            yield Session(build, Device(Link(link)), None)
+            link = Link(port_obj, name=port, deadline=time.monotonic() + deadline,
+                        hint=f"is the board flashed with this build (qetool flash {build.path})?")
+            yield Session(build, Device(link), None)
         finally:
-            link.close()
+            port_obj.close()

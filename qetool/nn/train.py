@@ -18,9 +18,11 @@ CUDA) and on a CUDA device when one is present.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +37,13 @@ from qetool import arch as A
 from qetool import checkpoint, fileio
 from qetool.errors import QetoolError
 from qetool.nn.model import QENet
-from qetool.preprocess import image_codes, list_images, resize_crop
+from qetool.preprocess import image_codes, list_images, read_image, resize_crop
 
 HELD_OUT = 10
 """One image in HELD_OUT is held out for validation."""
 CALIBRATION_IMAGES = 64
+STATE_KEYS = {"model", "optimizer", "scheduler", "epoch", "arch", "classes"}
+"""What `<out>.state.pt` holds (torch tensors and plain data)."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +100,27 @@ class Images(Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
+        """(codes, label); an unreadable image gives label -1 - i, which `check_labels` turns
+        into the reader's error in the main process (a worker's exception would come back as a
+        traceback)."""
         path, label = self.items[i]
-        with Image.open(path) as img:
-            if self.train:
-                px = augment(img, self.arch.resolution, np.random.default_rng([self.seed, self.epoch, i]))
-            else:
-                px = resize_crop(img, self.arch.resolution)
+        try:
+            img = read_image(path)
+        except QetoolError:
+            res = self.arch.resolution
+            return torch.zeros(self.arch.in_channels, res, res), -1 - i
+        if self.train:
+            px = augment(img, self.arch.resolution, np.random.default_rng([self.seed, self.epoch, i]))
+        else:
+            px = resize_crop(img, self.arch.resolution)
         codes = torch.from_numpy(image_codes(px, self.bits).astype(np.float32)).permute(2, 0, 1)
         return codes, label
+
+    def check_labels(self, labels: torch.Tensor) -> None:
+        """Raise the reader's error for the first unreadable image of a batch."""
+        bad = labels[labels < 0]
+        if len(bad):
+            read_image(self.items[-1 - int(bad[0])][0])
 
 
 def _dist() -> tuple[int, int]:
@@ -119,11 +136,34 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def load_state(path: Path, arch: A.Arch) -> dict:
+    """The training state to resume from: tensors and plain data only (torch.load with
+    weights_only, so a state file cannot run code), made for exactly `arch`."""
+    if not path.is_file():
+        raise QetoolError(f"{path}: no training state to resume")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise QetoolError(f"{path}: not a readable training state (truncated or damaged?): {first}") from None
+    if not isinstance(state, dict) or not STATE_KEYS <= set(state):
+        raise QetoolError(f"{path}: not a qetool training state")
+    try:
+        stored = A.loads(state["arch"])
+    except A.ArchError as e:
+        raise QetoolError(f"{path}: its arch is not valid: {e}") from None
+    if stored != arch:
+        raise QetoolError(f"{path}: the training state is for another network: "
+                          f"{A.first_difference(stored, arch)} (state against arch.json)")
+    return state
+
+
 @torch.no_grad()
 def held_out_accuracy(model: torch.nn.Module, loader: DataLoader, device: torch.device) -> float:
     model.eval()
     right = total = 0
     for codes, labels in loader:
+        loader.dataset.check_labels(labels)
         logits = model(codes.to(device))
         right += int((logits.argmax(1).cpu() == labels).sum())
         total += len(labels)
@@ -147,14 +187,14 @@ def train(arch_path: Path, data_dir: Path, out: Path, cfg: TrainConfig) -> dict:
     train_set = Images(train_items, arch, cfg.seed, train=True)
     start = 0
     if cfg.resume:
-        if not state_path.is_file():
-            raise QetoolError(f"{state_path}: no training state to resume")
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = load_state(state_path, arch)
         model.load_state_dict(state["model"])
         start = state["epoch"] + 1
     else:
-        calib = torch.stack([Images(train_items, arch, cfg.seed, False)[i][0]
-                             for i in range(min(CALIBRATION_IMAGES, len(train_items)))])
+        plain = Images(train_items, arch, cfg.seed, False)
+        batch = [plain[i] for i in range(min(CALIBRATION_IMAGES, len(train_items)))]
+        plain.check_labels(torch.tensor([label for _, label in batch]))
+        calib = torch.stack([codes for codes, _ in batch])
         model.train()
         with torch.no_grad():
             model(calib, calibrate=True)
@@ -186,6 +226,7 @@ def train(arch_path: Path, data_dir: Path, out: Path, cfg: TrainConfig) -> dict:
         losses, right, seen = [], 0, 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=rank != 0, leave=False)
         for codes, labels in bar:
+            train_set.check_labels(labels)
             codes, labels = codes.to(device), labels.to(device)
             logits = net(codes)
             loss = torch.nn.functional.cross_entropy(logits, labels)
@@ -207,9 +248,10 @@ def train(arch_path: Path, data_dir: Path, out: Path, cfg: TrainConfig) -> dict:
         if rank == 0:
             cpu = QENet(arch)
             cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
-            checkpoint.save(cpu.to_checkpoint(), out)
+            checkpoint.save(dataclasses.replace(cpu.to_checkpoint(), class_names=tuple(classes)), out)
             _save_state(state_path, {"model": cpu.state_dict(), "optimizer": opt.state_dict(),
                                      "scheduler": sched.state_dict(), "epoch": epoch,
+                                     "arch": A.dumps(arch),
                                      "classes": classes})
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {figures['loss']:.4f}, train "
                        f"{figures['train_accuracy']:.3f}, held out {held_acc:.3f} -> {out}")
