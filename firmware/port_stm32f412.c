@@ -1,7 +1,7 @@
 /* port_stm32f412.c: NUCLEO-F412ZG. References: RM0402 (STM32F412 reference manual), UM1974
  * (Nucleo-144). 100 MHz from the ST-LINK's 8 MHz MCO (HSE bypass); USART3 (PD8 TX, PD9 RX, AF7)
- * on the ST-LINK virtual COM port at 115200 baud; DWT CYCCNT for cycles (dwt.c); SysTick at
- * 1 kHz for timeouts (timebase.c). */
+ * on the ST-LINK virtual COM port at 115200 baud; DWT CYCCNT for cycles (dwt.c); polled SysTick for
+ * timeouts (timebase.c). */
 #include <stdint.h>
 
 #include "dwt.h"

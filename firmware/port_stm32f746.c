@@ -1,6 +1,7 @@
 /* port_stm32f746.c: STM32F746G-DISCO. References: RM0385 (STM32F75xxx/74xxx reference manual).
  * 216 MHz from the 25 MHz HSE; USART1 (PA9 TX, PB7 RX, AF7) on the ST-LINK virtual COM port at
- * 115200 baud; DWT CYCCNT for cycles (dwt.c); SysTick at 1 kHz for timeouts (timebase.c). */
+ * 115200 baud; DWT CYCCNT for cycles (dwt.c); polled SysTick for
+ * timeouts (timebase.c). */
 #include <stdint.h>
 
 #include "dwt.h"

@@ -1,7 +1,8 @@
 /* port_stm32h743.c: STM32H743, the paper's third budget: built and linked, not yet run on a
  * board. References: RM0433. Runs from the 64 MHz HSI of reset (no PLL set-up yet); USART3
  * (PD8 TX, PD9 RX, AF7) on the ST-LINK virtual COM port of the NUCLEO-H743ZI at 115200 baud;
- * DWT CYCCNT for cycles (dwt.c); SysTick at 1 kHz for timeouts (timebase.c). */
+ * DWT CYCCNT for cycles (dwt.c); polled SysTick for
+ * timeouts (timebase.c). */
 #include <stdint.h>
 
 #include "dwt.h"

@@ -1,4 +1,4 @@
-/* timebase.h: milliseconds since timebase_init (SysTick). */
+/* timebase.h: processor clocks and milliseconds since timebase_init (SysTick, polled). */
 #ifndef QE_TIMEBASE_H
 #define QE_TIMEBASE_H
 

@@ -84,6 +84,25 @@ def test_paper_network_is_bit_exact_in_qemu(paper, tmp_path):
     _batch_matches_golden_and_host(paper, tmp_path, images=2)
 
 
+def test_counts_repeat_to_the_instruction_on_a_busy_host(small):
+    """Per-layer and total counts are the same in every run and for every input: no interrupt
+    lands in a counted region and no kernel's cost depends on the data. Two busy processes load
+    the machine meanwhile (an idle host could pass by luck)."""
+    m = small.model
+    inputs = [pack_input(m, image_codes(random_pixels(m.arch, 11, i), m.input_bits), small.input_bytes)
+              for i in range(2)]
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        runs = [run_batch(small.board.emulator.machine, small.elf("emu"), inputs, m.arch.num_classes,
+                          len(m.layers)).counts for _ in range(3)]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    counts = [c for run in runs for c in run]
+    assert len(counts) == 6 and all(c == counts[0] for c in counts), [c.total for c in counts]
+
+
 def _raw(emu, frame: bytes, wait: float = 1.0) -> list[P.Frame]:
     """Send raw bytes, collect the frames that come back within `wait` seconds."""
     emu.port.write(frame)
