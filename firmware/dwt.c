@@ -3,7 +3,7 @@
 #include <stdint.h>
 
 #include "dwt.h"
-#include "model.h"
+#include "qe_app.h"
 #include "port.h"
 #include "qe_protocol.h"
 
@@ -13,7 +13,7 @@
 #define DWT_LAR (*(volatile uint32_t *)0xE0001FB0u)
 
 static uint32_t start_cycles, layer_start;
-static uint32_t counts[QE_NUM_LAYERS];
+static uint32_t counts[QE_APP_NUM_LAYERS];
 
 void dwt_init(void)
 {

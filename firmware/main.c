@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "model.h"
+#include "qe_app.h"
 #include "port.h"
 #include "qe_protocol.h"
 
@@ -20,11 +20,11 @@ static uint32_t tx_len;          /* bytes of the cached last response (0: none) 
 static int32_t last_seq = -1;    /* seq and type of the request that response answers */
 static uint8_t last_type;
 static uint32_t loaded;          /* input bytes loaded contiguously from offset 0 */
-static int8_t output[QE_NUM_CLASSES]; /* the last inference's outputs */
+static int8_t output[QE_APP_NUM_CLASSES]; /* the last inference's outputs */
 static uint32_t have_result;     /* an inference has run since reset */
 static uint32_t tracing;         /* this inference takes each layer's CRC (INFER_TRACE) */
 static uint32_t traced;          /* the last inference did */
-static uint32_t layer_crc[QE_NUM_LAYERS];
+static uint32_t layer_crc[QE_APP_NUM_LAYERS];
 static uint32_t frames_ok, frames_bad;
 
 /* CRC-32 (IEEE 802.3, reflected, as zlib.crc32), four bits at a time. */
@@ -49,7 +49,7 @@ void qe_trace_layer(int index)
 {
     if (tracing) {
         const uint8_t *data;
-        uint32_t n = qe_model_layer_output(index, &data);
+        uint32_t n = qe_app_layer_output(index, &data);
         layer_crc[index] = crc32(data, n);
     }
 }
@@ -139,24 +139,24 @@ static uint32_t hello(uint8_t seq)
 {
     uint8_t *p = tx + QE_PROTO_HEADER_BYTES;
     put16(p, QE_PROTO_VERSION);
-    memcpy(p + 2, QE_MODEL_HASH, 16);
-    put16(p + 18, QE_INPUT_HEIGHT);
-    put16(p + 20, QE_INPUT_WIDTH);
-    put16(p + 22, QE_INPUT_CHANNELS);
-    p[24] = QE_INPUT_BITS;
-    p[25] = QE_INPUT_SIGNED;
-    put32(p + 26, QE_INPUT_SCALE_BITS);
-    put32(p + 30, (uint32_t)(int32_t)QE_INPUT_ZERO_POINT);
-    put16(p + 34, QE_NUM_CLASSES);
-    p[36] = QE_OUTPUT_BITS;
+    memcpy(p + 2, QE_APP_HASH, 16);
+    put16(p + 18, QE_APP_INPUT_HEIGHT);
+    put16(p + 20, QE_APP_INPUT_WIDTH);
+    put16(p + 22, QE_APP_INPUT_CHANNELS);
+    p[24] = QE_APP_INPUT_BITS;
+    p[25] = QE_APP_INPUT_SIGNED;
+    put32(p + 26, QE_APP_INPUT_SCALE_BITS);
+    put32(p + 30, (uint32_t)(int32_t)QE_APP_INPUT_ZERO_POINT);
+    put16(p + 34, QE_APP_NUM_CLASSES);
+    p[36] = QE_APP_OUTPUT_BITS;
     p[37] = 0u;
-    put32(p + 38, QE_OUTPUT_SCALE_BITS);
-    put32(p + 42, (uint32_t)(int32_t)QE_OUTPUT_ZERO_POINT);
-    put32(p + 46, QE_ARENA_BYTES);
-    put32(p + 50, QE_INPUT_BYTES);
+    put32(p + 38, QE_APP_OUTPUT_SCALE_BITS);
+    put32(p + 42, (uint32_t)(int32_t)QE_APP_OUTPUT_ZERO_POINT);
+    put32(p + 46, QE_APP_ARENA_BYTES);
+    put32(p + 50, QE_APP_INPUT_BYTES);
     p[54] = port_counter_kind();
     p[55] = 0u;
-    put16(p + 56, QE_NUM_LAYERS);
+    put16(p + 56, QE_APP_NUM_LAYERS);
     return send(QE_PROTO_HELLO | QE_PROTO_RESPONSE, seq, 58u);
 }
 
@@ -168,13 +168,13 @@ static uint32_t load(uint8_t seq, uint32_t length)
     }
     offset = get32(rx + QE_PROTO_HEADER_BYTES);
     n = length - 4u;
-    if (offset > QE_INPUT_BYTES || n > QE_INPUT_BYTES - offset) {
+    if (offset > QE_APP_INPUT_BYTES || n > QE_APP_INPUT_BYTES - offset) {
         return send_error(seq, QE_PROTO_ERR_OUT_OF_RANGE, offset);
     }
     if (offset != 0u && offset != loaded) {
         return send_error(seq, QE_PROTO_ERR_OUT_OF_ORDER, loaded);
     }
-    memcpy(qe_model_input() + offset, rx + QE_PROTO_HEADER_BYTES + 4u, n);
+    memcpy(qe_app_input() + offset, rx + QE_PROTO_HEADER_BYTES + 4u, n);
     loaded = offset + n;
     put32(tx + QE_PROTO_HEADER_BYTES, loaded);
     return send(QE_PROTO_LOAD | QE_PROTO_RESPONSE, seq, 4u);
@@ -190,14 +190,14 @@ static uint32_t infer(uint8_t seq, uint32_t length)
     if (length != 1u) {
         return send_error(seq, QE_PROTO_ERR_BAD_LENGTH, length);
     }
-    if (loaded != QE_INPUT_BYTES) {
+    if (loaded != QE_APP_INPUT_BYTES) {
         return send_error(seq, QE_PROTO_ERR_NO_IMAGE, loaded);
     }
     flags = rx[QE_PROTO_HEADER_BYTES];
     loaded = 0u; /* the input slot is reused by the network: load again before the next run */
     tracing = (flags & QE_PROTO_INFER_TRACE) != 0u;
     port_counter_start();
-    label = qe_model_run(output);
+    label = qe_app_run(output);
     count = port_counter_stop();
     have_result = 1u;
     traced = tracing;
@@ -207,8 +207,8 @@ static uint32_t infer(uint8_t seq, uint32_t length)
     p[3] = flags;
     put32(p + 4, (uint32_t)count);
     put32(p + 8, (uint32_t)(count >> 32));
-    put32(p + 12, QE_NUM_CLASSES);
-    put32(p + 16, (flags & QE_PROTO_INFER_PER_LAYER) ? 4u * QE_NUM_LAYERS : 0u);
+    put32(p + 12, QE_APP_NUM_CLASSES);
+    put32(p + 16, (flags & QE_PROTO_INFER_PER_LAYER) ? 4u * QE_APP_NUM_LAYERS : 0u);
     return send(QE_PROTO_INFER | QE_PROTO_RESPONSE, seq, 20u);
 }
 
@@ -229,11 +229,11 @@ static uint32_t read_area(uint8_t seq, uint32_t length)
     area = rx[QE_PROTO_HEADER_BYTES];
     offset = get32(rx + QE_PROTO_HEADER_BYTES + 1u);
     if (area == QE_PROTO_AREA_OUTPUT) {
-        size = QE_NUM_CLASSES;
+        size = QE_APP_NUM_CLASSES;
     } else if (area == QE_PROTO_AREA_LAYER_COUNTS) {
-        size = 4u * QE_NUM_LAYERS;
+        size = 4u * QE_APP_NUM_LAYERS;
     } else if (area == QE_PROTO_AREA_LAYER_CRCS && traced) {
-        size = 4u * QE_NUM_LAYERS;
+        size = 4u * QE_APP_NUM_LAYERS;
         words = layer_crc;
     } else {
         return send_error(seq, QE_PROTO_ERR_OUT_OF_RANGE, area);
@@ -257,8 +257,8 @@ static uint32_t stats(uint8_t seq)
     uint8_t *p = tx + QE_PROTO_HEADER_BYTES;
     put32(p, qe_stack_size() - qe_stack_untouched());
     put32(p + 4, qe_stack_size());
-    put32(p + 8, QE_ARENA_BYTES);
-    put32(p + 12, QE_INPUT_BYTES);
+    put32(p + 8, QE_APP_ARENA_BYTES);
+    put32(p + 12, QE_APP_INPUT_BYTES);
     put32(p + 16, frames_ok);
     put32(p + 20, frames_bad);
     return send(QE_PROTO_STATS | QE_PROTO_RESPONSE, seq, 24u);

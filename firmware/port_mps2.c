@@ -5,7 +5,7 @@
  * (one tick per 40 instructions: an estimate). */
 #include <stdint.h>
 
-#include "model.h"
+#include "qe_app.h"
 #include "port.h"
 #include "qe_protocol.h"
 #include "timebase.h"
@@ -17,7 +17,7 @@
 #define CPU_HZ 25000000u /* the AN500's system clock, as QEMU models it */
 
 static uint64_t start_ticks, layer_start;
-static uint32_t counts[QE_NUM_LAYERS];
+static uint32_t counts[QE_APP_NUM_LAYERS];
 
 /* The plugin's marker: an empty function whose address the host reads from the ELF. */
 __attribute__((noinline, used)) void qe_mark(void)
@@ -131,21 +131,21 @@ void port_batch(void)
         semi_exit(2u);
     }
     for (i = 0; i < head[0]; i++) {
-        static int8_t logits[QE_NUM_CLASSES];
+        static int8_t logits[QE_APP_NUM_CLASSES];
         uint8_t label[2];
         int c;
-        if (semi_io(0x06u, in, qe_model_input(), QE_INPUT_BYTES) != 0) {
+        if (semi_io(0x06u, in, qe_app_input(), QE_APP_INPUT_BYTES) != 0) {
             semi_exit(3u);
         }
         port_counter_start();
-        c = qe_model_run(logits);
+        c = qe_app_run(logits);
         (void)port_counter_stop();
         label[0] = (uint8_t)c;
         label[1] = (uint8_t)(c >> 8);
         (void)semi_io(0x05u, out, logits, sizeof logits);
         (void)semi_io(0x05u, out, label, sizeof label);
         if (head[1] & 1u) {
-            (void)semi_io(0x05u, out, qe_model_arena(), QE_ARENA_BYTES);
+            (void)semi_io(0x05u, out, qe_app_arena(), QE_APP_ARENA_BYTES);
         }
     }
     semi_exit(0u);

@@ -125,18 +125,21 @@ def score(arch_json, board, board_file, as_json):
               help="Weights file (model.npz); default: seeded random weights, calibrated.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
 @click.option("--class-names", help="The classes' names, comma-separated (default: the weights file's).")
+@click.option("--name", default="qe_model", show_default=True,
+              help="Prefix of every generated C symbol and file (qe_model.h, qe_model_run()), so "
+                   "that several models link into one firmware.")
 @click.option("--force", is_flag=True, help="Compile even when over the board's budgets.")
 @click.option("--build", "build_fw", is_flag=True,
               help="Also build the firmware: board.elf, board.bin and emu.elf (arm-none-eabi-gcc).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
-def compile_cmd(arch_json, board, board_file, weights, seed, class_names, force, build_fw, output):
+def compile_cmd(arch_json, board, board_file, weights, seed, class_names, name, force, build_fw, output):
     """Lower a network to integer C with packed sub-byte tensors and a static arena."""
     from qetool.compiler.compile import compile_model, over_budget, report_table
     from qetool.device.boards import choose_board
 
     names = class_names.split(",") if class_names is not None else None
     c = compile_model(arch_json, choose_board(board, board_file), output, weights, seed, force,
-                      build_fw, class_names=names)
+                      build_fw, class_names=names, name=name)
     click.echo(report_table(c.report))
     for line in over_budget(c.report):
         click.echo(f"warning: {line} (compiled with --force)", err=True)

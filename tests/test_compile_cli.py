@@ -39,8 +39,9 @@ def test_compile_writes_the_build_layout(tmp_path):
     assert [l["id"] for l in report["layers"]] == ids
     assert LoweredModel.load(out / "lowered.npz").model_hash == manifest["model_hash"]
     assert {p.name for p in (out / "src").iterdir()} == {
-        "model.h", "model.c", "weights.h", "weights.c", "qe_kernels.h", "qe_kernels.c"}
-    assert f'#define QE_ARENA_BYTES {report["arena_bytes"]}u' in (out / "src" / "model.h").read_text()
+        "qe_model.h", "qe_model.c", "qe_model_weights.h", "qe_model_weights.c", "qe_model_kernels.h",
+        "qe_model_kernels.c", "qe_app.h"}
+    assert f'#define QE_MODEL_ARENA_BYTES {report["arena_bytes"]}u' in (out / "src" / "qe_model.h").read_text()
     # the table on stdout: every layer, then totals against the board
     assert "b18.project" in r.stdout and "per-channel data 89,212 B" in r.stdout
     assert "of stm32f746's 320.0 KB" in r.stdout
@@ -72,7 +73,7 @@ def test_over_budget_is_refused_then_forced(tmp_path):
     assert not (tmp_path / "b").exists()
     r = qetool("compile", str(path), "--board", "stm32f746", "--force", "-o", str(tmp_path / "b"))
     assert r.returncode == 0 and "warning: model Flash" in r.stderr
-    assert (tmp_path / "b" / "src" / "weights.c").exists()
+    assert (tmp_path / "b" / "src" / "qe_model_weights.c").exists()
 
 
 def test_mismatched_weights_name_the_layer(tmp_path):

@@ -199,10 +199,10 @@ def test_check_names_the_first_layer_that_differs(small, tmp_path):
     weights.c, rebuilt): --check fails and names that layer, from a traced inference."""
     bad = tmp_path / "bad"
     shutil.copytree(small.path, bad)
-    src = (bad / "src" / "weights.c").read_text()
-    at = re.search(r"qe_b1_project_w\[\d+\] __attribute__\(\(aligned\(4\)\)\) = \{\n    0x", src).end()
+    src = (bad / "src" / "qe_model_weights.c").read_text()
+    at = re.search(r"qe_model_b1_project_w\[\d+\] QE_MODEL_WEIGHTS = \{\n    0x", src).end()
     flipped = f"{int(src[at:at + 2], 16) ^ 0x11:02x}"
-    (bad / "src" / "weights.c").write_text(src[:at] + flipped + src[at + 2:])
+    (bad / "src" / "qe_model_weights.c").write_text(src[:at] + flipped + src[at + 2:])
     firmware.build_firmware(bad, small.board)
     r = subprocess.run(QETOOL + ["run", str(bad), "--emulator", "--check"], capture_output=True,
                        text=True, timeout=120)
@@ -257,7 +257,7 @@ def test_paper_network_on_the_f412_in_qemu_an386(tmp_path):
     assert r.returncode == 0 and "golden: same" in r.stdout, r.stderr
     _batch_matches_golden_and_host(build, tmp_path, images=1)
     for elf in ("board", "emu"):
-        code = model_code_bytes(build.elf(elf))
+        code = model_code_bytes(build.elf(elf), build.name)
         assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code
 
 
@@ -290,5 +290,5 @@ def test_h743_image_builds_and_links(tmp_path):
     build = _build(tmp_path, matrix_archs()[4], "h7", board="stm32h743")
     assert (build.path / "board.bin").stat().st_size > 0 and not (build.path / "emu.elf").exists()
     # a small network's code matches the table too (fewer layers, other kernels' share)
-    code = model_code_bytes(build.elf("board"))
+    code = model_code_bytes(build.elf("board"), build.name)
     assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code

@@ -20,7 +20,7 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 from qetool.compiler.lower import LoweredModel
 from qetool.preprocess import image_codes
-from qetool.compiler.hostrun import WARNINGS, build_runner, run_build
+from qetool.compiler.hostrun import WARNINGS, build_runner, model_sources, run_build
 
 PAIRS = [(a, w) for a in range(3, 9) for w in range(2, 9)]
 
@@ -93,7 +93,8 @@ def test_sources_build_warning_free_for_cortex_m7(tmp_path):
     shutil.copy(EXAMPLES / "paper_256k_1m.json", path)
     compile_model(path, load_board("stm32f746"), tmp_path / "b")
     src = tmp_path / "b" / "src"
-    for f in ("model.c", "weights.c", "qe_kernels.c"):
-        subprocess.run([cc, *WARNINGS, "-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard",
-                        "-mfpu=fpv5-sp-d16", "-O2", "-c", str(src / f), "-o", str(tmp_path / f"{f}.o")],
-                       check=True)
+    sources = model_sources(src)
+    assert [f.name for f in sources] == ["qe_model.c", "qe_model_kernels.c", "qe_model_weights.c"]
+    for f in sources:
+        subprocess.run([cc, *WARNINGS, *load_board("stm32f746").core.flags, "-O2", "-c", str(f),
+                        "-o", str(tmp_path / f"{f.name}.o")], check=True)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages qetool needs, only those missing: Python venv support, the host C
-# compiler (host bit-exact tests), the Arm toolchain and QEMU (firmware and emulator).
+# compiler (host bit-exact tests; g++ checks the headers from C++), the Arm toolchain and QEMU
+# (firmware and emulator).
 set -euo pipefail
 need=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv python3-pip)
 command -v gcc >/dev/null || need+=(gcc)
+command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
 command -v arm-none-eabi-gcc >/dev/null || need+=(gcc-arm-none-eabi)
 [ -e /usr/lib/arm-none-eabi/newlib/libc.a ] || [ -e /usr/lib/arm-none-eabi/lib/libc.a ] || need+=(libnewlib-arm-none-eabi)

@@ -15,7 +15,8 @@ from qetool.compiler.calibrate import random_checkpoint
 from qetool.compiler.lower import LoweredModel, lower
 from qetool.compiler.pack import model_flash
 from qetool.compiler.plan import Plan, plan
-from qetool.compiler.render import BOARD_FILE, manifest, render_sources, to_json, write_build
+from qetool.compiler.render import (BOARD_FILE, DEFAULT_NAME, check_name, manifest, render_sources,
+                                    to_json, write_build)
 from qetool.errors import QetoolError
 from qetool.compiler import firmware
 from qetool.device.boards import Board
@@ -96,9 +97,11 @@ MAX_LAYERS = 0xFFFF
 
 
 def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
-                 seed: int = 0, class_names: list[str] | None = None) -> Compiled:
+                 seed: int = 0, class_names: list[str] | None = None,
+                 name: str = DEFAULT_NAME) -> Compiled:
     """Everything compile does, in memory. `class_names` (one per class) override the weights
-    file's."""
+    file's; `name` prefixes every generated C symbol."""
+    check_name(name)
     n_layers = len(A.layers(arch))
     if n_layers > MAX_LAYERS:
         raise QetoolError(f"{n_layers:,} layers: the firmware and its protocol count at most {MAX_LAYERS:,}")
@@ -108,26 +111,26 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
                                                                   "--class-names"))
     model = lower(ck)
     p = plan(arch)
-    return Compiled(model, p, build_report(model, p, board), render_sources(model, p), ck)
+    return Compiled(model, p, build_report(model, p, board), render_sources(model, p, name), ck)
 
 
 def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
                   weights: str | Path | None = None, seed: int = 0, force: bool = False,
                   build_firmware: bool = False, full_map: bool = False,
-                  class_names: list[str] | None = None) -> Compiled:
+                  class_names: list[str] | None = None, name: str = DEFAULT_NAME) -> Compiled:
     """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/;
     with `build_firmware` also board.elf, board.bin, emu.elf). Over the board's budgets is a
     user error unless `force`. `full_map` links emu.elf with the emulator's whole memory. A
     board from a user's file is copied to build/board.toml, where later commands read it."""
     arch = A.load(arch_path)
-    c = compile_arch(arch, board, weights, seed, class_names)
+    c = compile_arch(arch, board, weights, seed, class_names, name)
     over = over_budget(c.report)
     if over and not force:
         raise QetoolError("; ".join(over) + " (--force compiles anyway)")
     files: dict[str, bytes | str] = {
         "manifest.json": to_json(manifest(
             c.model, c.plan, board.name, BOARD_FILE if board.file_text is not None else None,
-            list(c.weights.class_names) if c.weights.class_names else None)),
+            list(c.weights.class_names) if c.weights.class_names else None, name)),
         "report.json": to_json(c.report),
         "lowered.npz": c.model.to_bytes(),
         "weights.npz": checkpoint.to_bytes(c.weights),

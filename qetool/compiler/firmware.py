@@ -21,14 +21,13 @@ from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE, TEMPLATES
 from qetool.device import protocol
 from qetool.device.boards import PORT_SOURCES, Board
-from qetool.compiler.hostrun import WARNINGS
+from qetool.compiler.hostrun import WARNINGS, model_sources
 from qetool.programs import require
 from qetool.units import MB
 
 CC = "arm-none-eabi-gcc"
 OPT = "-O2"
 FIRMWARE_SOURCES = ("startup.c", "main.c", "timebase.c")
-MODEL_SOURCES = ("model.c", "weights.c", "qe_kernels.c")
 FULL_MAP_BYTES = 4 * MB
 """The emulator's whole memory at 0x0 and at 0x20000000 (mps2-an386 and mps2-an500 alike)."""
 
@@ -120,7 +119,7 @@ def build_firmware(build_dir: Path, board: Board, full_map: bool = False) -> dic
                "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", f"-Wl,-T,{ld}",
                f"-Wl,-Map,{fw / (image.name + '.map')}", "-o", str(elf),
                *(str(FIRMWARE / f) for f in (*FIRMWARE_SOURCES, *PORT_SOURCES[image.port])),
-               *(str(src / f) for f in MODEL_SOURCES)]
+               *map(str, model_sources(src))]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise link_error(r.stderr, board, image)

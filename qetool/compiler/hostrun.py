@@ -22,6 +22,11 @@ WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
 """The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""
 
 
+def model_sources(src: Path) -> list[Path]:
+    """The generated model's C files in build/src (their names follow the model's name)."""
+    return sorted(Path(src).glob("*.c"))
+
+
 @dataclass
 class HostResult:
     """One image's run: every layer's output codes (by layer id), the logits, the class."""
@@ -39,7 +44,7 @@ def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") 
     host = FIRMWARE / "host"
     cmd = [cc, *WARNINGS, opt, "-DQE_WITH_LAYER_INFO", "-DQE_HOOKS_HEADER=\"host_hooks.h\"",
            f"-I{src}", f"-I{host}", "-o", str(exe), str(host / "runner.c"),
-           *(str(src / f) for f in ("model.c", "weights.c", "qe_kernels.c"))]
+           *map(str, model_sources(src))]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise QetoolError(f"host build failed: {r.stderr.strip()}")

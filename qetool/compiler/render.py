@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -27,10 +28,16 @@ from qetool.fileio import umask_mode, write_error
 from qetool.paths import TEMPLATES
 from qetool.preprocess import image_step
 
-KERNEL_FUNCTIONS = {"conv": "qe_conv_hwc", "conv1x1": "qe_conv1x1_hwc",
-                    "dwconv": "qe_dwconv_hwc_inplace", "head": "qe_head"}
-"""The C function of each op (the keys of pack.KERNEL_CODE_BYTES but `runtime`)."""
-SOURCES = ("qe_kernels.h", "qe_kernels.c", "model.h", "model.c", "weights.h", "weights.c")
+KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
+                    "dwconv": "dwconv_hwc_inplace", "head": "head"}
+"""The C function of each op, after the model's name: `qe_model_conv_hwc` (the ops of
+pack.code_table)."""
+SOURCES = {"kernels.h": "{}_kernels.h", "kernels.c": "{}_kernels.c", "model.h": "{}.h",
+           "model.c": "{}.c", "weights.h": "{}_weights.h", "weights.c": "{}_weights.c",
+           "app.h": "qe_app.h"}
+"""Each template (templates/NAME.j2) and the file it renders, {} standing for the model's name."""
+DEFAULT_NAME = "qe_model"
+"""The model's name (--name) when none is given: qe_model.h, qe_model_run(), ..."""
 MANIFEST_FORMAT = "qetool-build/2"
 BOARD_FILE = "board.toml"
 """build/board.toml: the user's board file, for a build made with --board-file."""
@@ -50,9 +57,24 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def symbol(layer_id: str) -> str:
-    """C symbol prefix of a layer: `b3.expand` -> `qe_b3_expand`."""
-    return "qe_" + layer_id.replace(".", "_")
+def check_name(name: str) -> str:
+    """A model name: a lower-case C identifier of at most 32 characters, not qe_app (the
+    firmware's own names)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name) or name.startswith("qe_app"):
+        raise QetoolError(f"--name {name!r}: give a lower-case C identifier (a-z, 0-9, _; at most "
+                          "32 characters, starting with a letter, not qe_app...)")
+    return name
+
+
+def symbol(name: str, layer_id: str) -> str:
+    """C symbol prefix of a layer: `b3.expand` of model `qe_model` -> `qe_model_b3_expand`."""
+    return f"{name}_{layer_id.replace('.', '_')}"
+
+
+def model_symbols(name: str) -> tuple[str, ...]:
+    """The ELF symbols that make up a model's code: its kernels, its functions, its layer table."""
+    return (*(f"{name}_{fn}" for fn in KERNEL_FUNCTIONS.values()),
+            *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
 
 
 @dataclass(frozen=True)
@@ -106,13 +128,14 @@ class LayerC:
     packed: bytes
 
 
-def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
+def layer_context(model: LoweredModel, p: Plan, name: str) -> list[LayerC]:
     """Per-layer template data: plan offsets and packed weights."""
     out = []
     for i, layer in enumerate(model.layers):
         is_head = layer.op == "head"
         out.append(LayerC(
-            index=i, layer=layer, sym=symbol(layer.id), kernel_fn=KERNEL_FUNCTIONS[layer.op],
+            index=i, layer=layer, sym=symbol(name, layer.id),
+            kernel_fn=f"{name}_{KERNEL_FUNCTIONS[layer.op]}",
             layout=LAYOUTS[layer.op], in_off=p.buffer_of(layer.input).offset,
             out_off=0 if is_head else p.buffer_of(layer.id).offset,
             out_bytes=0 if is_head else p.buffers[layer.id].size,
@@ -122,18 +145,19 @@ def layer_context(model: LoweredModel, p: Plan) -> list[LayerC]:
     return out
 
 
-def render_sources(model: LoweredModel, p: Plan) -> dict[str, str]:
-    """The generated C files, by name."""
-    layers = layer_context(model, p)
+def render_sources(model: LoweredModel, p: Plan, name: str = DEFAULT_NAME) -> dict[str, str]:
+    """The generated C files, by file name; every global symbol starts with `name`."""
+    layers = layer_context(model, p, name)
     image = p.buffers["image"]
     x, y = model_io(model)
-    ctx = dict(name=f"qetool model {model.model_hash}", model_hash=model.model_hash, x=x, y=y,
+    ctx = dict(title=f"qetool model {model.model_hash}", p=name, P=name.upper(),
+               model_hash=model.model_hash, x=x, y=y,
                num_classes=model.arch.num_classes,
                input_bytes=image.size, input_offset=image.offset, arena_bytes=p.arena_bytes,
                layers=layers, kernels=sorted({layer.op for layer in model.layers}),
                conv1x1_tile=CONV1X1_TILE)
     env = environment()
-    return {name: env.get_template(f"{name}.j2").render(**ctx) for name in SOURCES}
+    return {out.format(name): env.get_template(f"{t}.j2").render(**ctx) for t, out in SOURCES.items()}
 
 
 def write_build(out_dir: Path, files: dict[str, bytes | str],
@@ -174,13 +198,13 @@ def write_build(out_dir: Path, files: dict[str, bytes | str],
 
 
 def manifest(model: LoweredModel, p: Plan, board: str, board_file: str | None = None,
-             class_names: list[str] | None = None) -> dict:
+             class_names: list[str] | None = None, name: str = DEFAULT_NAME) -> dict:
     """manifest.json (docs/formats.md); `board_file` names build/'s copy of a user's board file,
-    `class_names` the outputs' names (None: not known)."""
+    `class_names` the outputs' names (None: not known), `name` the C symbols' prefix."""
     image = p.buffers["image"]
     x, y = model_io(model)
     return {
-        "format": MANIFEST_FORMAT, "board": board,
+        "format": MANIFEST_FORMAT, "name": name, "board": board,
         **({"board_file": board_file} if board_file else {}), "arch": A.to_dict(model.arch),
         "model_hash": model.model_hash, "num_classes": model.arch.num_classes,
         "class_names": class_names,

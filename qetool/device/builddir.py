@@ -17,7 +17,7 @@ from qetool.checkpoint import check_class_names
 from qetool.compiler.compile import build_report
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.plan import Plan, plan
-from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, manifest
+from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, manifest
 from qetool.device.boards import Board, load_board, load_board_file
 from qetool.errors import QetoolError
 
@@ -52,11 +52,16 @@ class BuildDir:
         if names is not None:
             check_class_names(names, model.arch.num_classes, f"{self.path}/manifest.json: class_names")
         want = manifest(model, plan(model.arch), self.manifest["board"], self.manifest.get("board_file"),
-                        names)
+                        names, self.name)
         if self.manifest != want:
             raise QetoolError(f"{self.path}/manifest.json: does not match lowered.npz (edited or "
                               "damaged): compile again")
         return model
+
+    @property
+    def name(self) -> str:
+        """The model's C name (the prefix of its symbols and files)."""
+        return check_name(self.manifest.get("name", ""))
 
     @cached_property
     def plan(self) -> Plan:

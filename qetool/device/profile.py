@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qetool.compiler.lower import LoweredLayer
-from qetool.compiler.render import KERNEL_FUNCTIONS
+from qetool.compiler.render import model_symbols
 from qetool.table import render
 from qetool.device.builddir import BuildDir
 from qetool.device.protocol import Counter
@@ -49,9 +49,6 @@ def elf_sizes(elf: Path) -> ElfSizes:
     return ElfSizes(flash, data, bss)
 
 
-MODEL_CODE_SYMBOLS = (*KERNEL_FUNCTIONS.values(), "qe_model_run", "qe_model_input",
-                      "qe_model_arena", "qe_layers", "memset")
-"""The ELF symbols that make up the model's code (pack.code_table estimates them)."""
 
 
 def symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
@@ -64,9 +61,10 @@ def symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
                 for name in names}
 
 
-def model_code_bytes(elf: Path) -> int:
-    """Bytes of the model's code in the ELF: kernels, qe_model_*, the layer table, memset."""
-    return sum(symbol_sizes(elf, MODEL_CODE_SYMBOLS).values())
+def model_code_bytes(elf: Path, name: str) -> int:
+    """Bytes of model `name`'s code in the ELF (pack.code_table estimates them): its kernels,
+    its functions, its layer table, and libc's memset."""
+    return sum(symbol_sizes(elf, (*model_symbols(name), "memset")).values())
 
 
 def layer_macs(layer: LoweredLayer) -> int:
@@ -106,7 +104,7 @@ def profile(session: Session, elf: Path) -> dict:
         "estimate_flash_bytes": report["model_flash_bytes"] + board.reserved_flash_bytes,
         "estimate_sram_bytes": report["arena_bytes"] + board.reserved_sram_bytes,
         "model_flash_bytes": report["model_flash_bytes"],
-        "model_code_bytes": model_code_bytes(elf), "estimate_code_bytes": report["code_flash_bytes"],
+        "model_code_bytes": model_code_bytes(elf, build.name), "estimate_code_bytes": report["code_flash_bytes"],
         "runtime_flash_bytes": sizes.flash_bytes - report["model_flash_bytes"],
         "runtime_sram_bytes": sram - report["arena_bytes"],
         "macs": sum(l["macs"] for l in layers),
