@@ -20,10 +20,18 @@ void DebugMon_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void PendSV_Handler(void) __attribute__((weak, alias("Default_Handler")));
 void SysTick_Handler(void) __attribute__((weak, alias("Default_Handler")));
 
-__attribute__((section(".isr_vector"), used)) void (*const qe_vectors[16])(void) = {
-    (void (*)(void))(&_estack), Reset_Handler, NMI_Handler, HardFault_Handler,
-    MemManage_Handler, BusFault_Handler, UsageFault_Handler, 0, 0, 0, 0,
-    SVC_Handler, DebugMon_Handler, 0, PendSV_Handler, SysTick_Handler,
+/* A vector table entry: the initial stack pointer, then handlers (ISO C has no conversion
+ * between object and function pointers, so the first entry is a union member of its own). */
+typedef union {
+    const uint32_t *stack;
+    void (*handler)(void);
+} qe_vector_t;
+
+__attribute__((section(".isr_vector"), used)) const qe_vector_t qe_vectors[16] = {
+    {.stack = &_estack}, {.handler = Reset_Handler}, {.handler = NMI_Handler},
+    {.handler = HardFault_Handler}, {.handler = MemManage_Handler}, {.handler = BusFault_Handler},
+    {.handler = UsageFault_Handler}, {0}, {0}, {0}, {0}, {.handler = SVC_Handler},
+    {.handler = DebugMon_Handler}, {0}, {.handler = PendSV_Handler}, {.handler = SysTick_Handler},
 };
 
 void Default_Handler(void)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from qetool import fileio
 from qetool.errors import QetoolError
@@ -137,7 +139,6 @@ class Tensor:
     (`image` for the input). One quantizer: `bits`, signed or unsigned codes, shape HWC."""
 
     name: str
-    producer: str | None
     readers: tuple[str, ...]
     bits: int
     signed: bool
@@ -210,8 +211,10 @@ def layers(arch: Arch) -> list[Layer]:
     return out
 
 
-def tensors(arch: Arch) -> dict[str, Tensor]:
-    """The tensor table (docs/network.md), keyed by tensor name, in execution order.
+@lru_cache(maxsize=64)
+def tensors(arch: Arch) -> Mapping[str, Tensor]:
+    """The tensor table (docs/network.md), keyed by tensor name, in execution order; read-only
+    and cached per arch (the golden model and calibration ask for it once per layer).
 
     A tensor's bits are the bits_a of the layer that reads it (8 for the head's input and the
     logits); codes are unsigned after ReLU6 (and for the image), signed otherwise."""
@@ -223,15 +226,15 @@ def tensors(arch: Arch) -> dict[str, Tensor]:
             if name is not None:
                 readers.setdefault(name, []).append(layer.id)
         bits.setdefault(layer.input, layer.bits_x)
-    out = {"image": Tensor("image", None, tuple(readers["image"]), bits["image"], False,
+    out = {"image": Tensor("image", tuple(readers["image"]), bits["image"], False,
                            arch.resolution, arch.resolution, arch.in_channels)}
     for layer in ls:
         is_head = layer.op == "head"
         out[layer.id] = Tensor(
-            name=layer.id, producer=layer.id, readers=tuple(readers.get(layer.id, ())),
+            name=layer.id, readers=tuple(readers.get(layer.id, ())),
             bits=HEAD_BITS if is_head else bits[layer.id], signed=not layer.relu6,
             h=layer.h_out, w=layer.w_out, c=layer.cout)
-    return out
+    return MappingProxyType(out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,7 +199,8 @@ def profile(build_dir, emulator, port, baud, as_json):
               help="Flashing tool (default: the first one installed).")
 @click.option("--dry-run", is_flag=True, help="Print the command instead of running it.")
 def flash(build_dir, tool, dry_run):
-    """Write board.bin to the board named in the manifest."""
+    """Write the firmware to the board named in the manifest (board.elf with openocd, board.bin
+    with st-flash or pyocd)."""
     from pathlib import Path
 
     from qetool.device.builddir import BuildDir

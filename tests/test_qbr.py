@@ -67,12 +67,14 @@ def test_weight_pass_over_budget_skips_blocks_at_the_minimum():
 
 
 def test_weight_pass_under_budget_raises_smallest_first_and_stops():
-    gs = [G1, G2]
-    bw = [2, 2]
-    budget = _flash(gs, [2, 2]) + 1  # no raise of the largest fits; the smallest may
-    rng = random.Random(1)
-    total = qbr.weight_pass(gs, bw, budget, 0, BITS_W, rng)
-    assert total <= budget and bw[1] == 2
+    gs = [G1, G2]  # G1 has fewer weights: it is raised first
+    for seed in range(20):
+        bw = [2, 2]
+        budget = _flash(gs, [8, 2])  # room for any raise of G1, then only what is left
+        total = qbr.weight_pass(gs, bw, budget, 0, BITS_W, random.Random(seed))
+        assert bw[0] > 2 and total == _flash(gs, bw) <= budget
+        if bw[0] == 8:  # no room left: G2 is not raised, and the pass stopped there
+            assert bw[1] == 2
 
 
 def test_weight_pass_under_budget_skips_blocks_at_the_maximum():

@@ -130,7 +130,8 @@ def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
     files: dict[str, bytes | str] = {
         "manifest.json": to_json(manifest(
             c.model, c.plan, board.name, BOARD_FILE if board.file_text is not None else None,
-            list(c.weights.class_names) if c.weights.class_names else None, name)),
+            list(c.weights.class_names) if c.weights.class_names else None, name,
+            None if weights else seed)),
         "report.json": to_json(c.report),
         "lowered.npz": c.model.to_bytes(),
         "weights.npz": checkpoint.to_bytes(c.weights),

@@ -18,7 +18,7 @@ from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
 from qetool.programs import require
 
-WARNINGS = ("-std=c99", "-Wall", "-Wextra", "-Werror")
+WARNINGS = ("-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror")
 """The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""
 
 

@@ -55,14 +55,13 @@ def layer_scratch_bytes(layer: Layer) -> int:
 
 @dataclass(frozen=True)
 class Buffer:
-    """One region of the arena: `name` is a tensor name or `<layer>.scratch`; `first`..`last`
-    are the step indices where it is live. A dw output shares its input's buffer (`alias`)."""
+    """One region of the arena: `name` is a tensor name or `<layer>.scratch`, `offset` and
+    `size` in bytes (the steps where it is live: Plan.steps). A dw output shares its input's
+    buffer (`alias`)."""
 
     name: str
     offset: int
     size: int
-    first: int
-    last: int
     alias: str | None = None
 
     @property
@@ -156,16 +155,9 @@ def plan(arch: Arch) -> Plan:
             put(f"{p.id}.scratch", side, put(p.id, side, 0))
     put("head.scratch", side, size[ls[-1].input])
 
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for i, names in enumerate(live):
-        for n in names:
-            first.setdefault(n, i)
-            last[n] = i
-    buffers = {n: Buffer(n, offset[n], size[n], first[n], last[n]) for n in first}
+    buffers = {n: Buffer(n, offset[n], size[n]) for names in live for n in names}
     for e, d, _ in _blocks(ls):
-        buffers[d.id] = Buffer(d.id, offset[e.id], size[d.id], first[e.id] + 1, last[e.id],
-                               alias=e.id)
+        buffers[d.id] = Buffer(d.id, offset[e.id], size[d.id], alias=e.id)
     steps = tuple(Step(layer.id, layer.block, names, total)
                   for layer, names, total in zip(ls, live, totals))
     return Plan(arena, buffers, steps)

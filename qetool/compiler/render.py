@@ -198,13 +198,15 @@ def write_build(out_dir: Path, files: dict[str, bytes | str],
 
 
 def manifest(model: LoweredModel, p: Plan, board: str, board_file: str | None = None,
-             class_names: list[str] | None = None, name: str = DEFAULT_NAME) -> dict:
+             class_names: list[str] | None = None, name: str = DEFAULT_NAME,
+             random_seed: int | None = None) -> dict:
     """manifest.json (docs/formats.md); `board_file` names build/'s copy of a user's board file,
-    `class_names` the outputs' names (None: not known), `name` the C symbols' prefix."""
+    `class_names` the outputs' names (None: not known), `name` the C symbols' prefix,
+    `random_seed` the seed of the random weights (None: a weights file)."""
     image = p.buffers["image"]
     x, y = model_io(model)
     return {
-        "format": MANIFEST_FORMAT, "name": name, "board": board,
+        "format": MANIFEST_FORMAT, "name": name, "board": board, "random_weights_seed": random_seed,
         **({"board_file": board_file} if board_file else {}), "arch": A.to_dict(model.arch),
         "model_hash": model.model_hash, "num_classes": model.arch.num_classes,
         "class_names": class_names,

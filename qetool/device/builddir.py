@@ -51,8 +51,11 @@ class BuildDir:
         names = self.manifest.get("class_names")
         if names is not None:
             check_class_names(names, model.arch.num_classes, f"{self.path}/manifest.json: class_names")
+        seed = self.manifest.get("random_weights_seed")
+        if seed is not None and not isinstance(seed, int):
+            raise QetoolError(f"{self.path}/manifest.json: random_weights_seed: {seed!r} is not a seed")
         want = manifest(model, plan(model.arch), self.manifest["board"], self.manifest.get("board_file"),
-                        names, self.name)
+                        names, self.name, seed)
         if self.manifest != want:
             raise QetoolError(f"{self.path}/manifest.json: does not match lowered.npz (edited or "
                               "damaged): compile again")

@@ -37,6 +37,7 @@ class EvalReport:
     count_per_image: float | None = None
     counter: str | None = None
     agreement: dict = field(default_factory=dict)
+    note: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -53,6 +54,8 @@ class EvalReport:
             out.append(f"golden vs torch: logit drift {a['drift_steps']} step(s); class agreement "
                        f"{100 * a['agreement']:.2f} % on {a['confident']} of {a['images']} images "
                        f"whose top-2 margin exceeds the drift")
+        if self.note:
+            out.append(f"note: {self.note}")
         return "\n".join(out)
 
 
@@ -155,4 +158,10 @@ def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: st
                         confusion.tolist(), seconds, float(np.mean(counts)) if counts else None, counter)
     if reference is not None:
         report.agreement = reference.agreement(golden_logits)
+    seed = build.manifest.get("random_weights_seed")
+    if seed is not None:
+        report.note = (f"this build has seeded random weights (seed {seed}: compiled without "
+                       "--weights), so accuracy is chance and golden and torch drift apart: a "
+                       "random network amplifies every rounding step by step. Compile trained "
+                       "weights (--weights model.npz) for figures that mean something.")
     return report

@@ -1,5 +1,5 @@
-"""`qetool flash`: write board.bin to the board named in the manifest with openocd, st-flash
-or pyocd (the first one installed, unless one is named)."""
+"""`qetool flash`: write the firmware to the board named in the manifest with openocd
+(board.elf), st-flash or pyocd (board.bin): the first one installed, unless one is named."""
 
 from __future__ import annotations
 
@@ -16,11 +16,14 @@ INSTALL = "openocd (Debian: apt-get install openocd), stlink-tools (st-flash) or
 
 
 def command(tool: str, board: Board, build: Path) -> list[str]:
-    """The command line that writes build/board.bin (or board.elf) to `board`."""
+    """The command line that writes build/board.elf (openocd) or build/board.bin to `board`.
+    openocd reads its -c argument as Tcl: the path goes in braces, so spaces survive."""
     binary, elf = build / "board.bin", build / "board.elf"
     if tool == "openocd":
+        if any(c in str(elf) for c in "{}\\"):
+            raise QetoolError(f"{elf}: openocd cannot take a path with braces or backslashes")
         return ["openocd", "-f", board.openocd_config,
-                "-c", f"program {elf} verify reset exit"]
+                "-c", f"program {{{elf}}} verify reset exit"]
     if tool == "st-flash":
         return ["st-flash", "--reset", "write", str(binary), f"{board.flash_origin:#x}"]
     return ["pyocd", "flash", "-t", board.pyocd_target, "--base-address",
@@ -29,8 +32,9 @@ def command(tool: str, board: Board, build: Path) -> list[str]:
 
 def flash(build: Path, board: Board, tool: str | None = None, dry_run: bool = False) -> str:
     """Flash (or with `dry_run` only describe) and return the command line used."""
-    if not (build / "board.bin").is_file():
-        raise QetoolError(f"{build}: no board.bin (compile with --build)")
+    for name in ("board.bin", "board.elf"):
+        if not (build / name).is_file():
+            raise QetoolError(f"{build}: no {name} (compile with --build)")
     if tool is None:
         tool = next((t for t in TOOLS if shutil.which(t)), None)
         if tool is None and not dry_run:

@@ -45,11 +45,6 @@ class ScoreReport:
     def to_json(self) -> dict:
         return asdict(self)
 
-    def fits(self) -> bool:
-        return (self.budget_flash_bytes is None
-                or (self.model_flash_bytes <= self.budget_flash_bytes
-                    and self.peak_sram_bytes <= self.budget_sram_bytes))
-
     def table(self) -> str:
         rows = [(b.name, b.bits_a, b.bits_w, f"{b.params:,}", f"{b.flash_bytes:,}",
                  f"{b.peak_sram_bytes:,}", f"{b.qe_terms:.3f}") for b in self.blocks]
