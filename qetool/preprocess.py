@@ -47,24 +47,24 @@ def read_image(path: str | Path):
     16-bit grayscale is scaled to 8 bits (v >> 8); palette, alpha, CMYK and 1-bit images are
     converted by Pillow. Unreadable, floating-point, or larger than Pillow's decompression-bomb
     limit (Image.MAX_IMAGE_PIXELS): a user error."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > Image.MAX_IMAGE_PIXELS:
-                raise QetoolError(f"{path}: {w} x {h} px is over {Image.MAX_IMAGE_PIXELS:,} px: "
-                                  "too large to decode safely")
-            img.load()
-            if img.mode in SIXTEEN_BIT_MODES:
-                a = np.asarray(img, dtype=np.int64)
-                if a.size and (a.min() < 0 or a.max() > 0xFFFF):
-                    raise QetoolError(f"{path}: {img.mode} pixels outside 0..65535")
-                return Image.fromarray((a >> 8).astype(np.uint8), "L").convert("RGB")
-            if img.mode == "F":
-                raise QetoolError(f"{path}: floating-point pixels: give an 8- or 16-bit image")
-            return img.convert("RGB")
-    except Image.DecompressionBombError as e:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in SIXTEEN_BIT_MODES:
+                    a = np.asarray(img, dtype=np.int64)
+                    if a.size and (a.min() < 0 or a.max() > 0xFFFF):
+                        raise QetoolError(f"{path}: {img.mode} pixels outside 0..65535")
+                    return Image.fromarray((a >> 8).astype(np.uint8), "L").convert("RGB")
+                if img.mode == "F":
+                    raise QetoolError(f"{path}: floating-point pixels: give an 8- or 16-bit image")
+                return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise QetoolError(f"{path}: too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's errors for damaged or unknown files
         raise QetoolError(f"{path}: cannot read the image ({e})") from None

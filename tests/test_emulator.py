@@ -2,11 +2,13 @@
 golden model, the serial protocol under faults, run/profile/flash, link-time budget checks.
 Skipped without the Arm toolchain or QEMU, except in CI (CI=true), where a skip is a failure."""
 
+import glob
 import json
 import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +31,7 @@ from qetool.device.emulator import Emulator, run_batch
 from qetool.compiler.hostrun import build_runner, pack_input, run_build
 from qetool.device.profile import model_code_bytes
 from qetool.device.serial import Device, DeviceError, Link
+from qetool.errors import QetoolError
 from qetool.device.session import Session
 
 QETOOL = [sys.executable, "-m", "qetool"]
@@ -209,6 +212,70 @@ def test_check_names_the_first_layer_that_differs(small, tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert "golden: DIFFERENT" in r.stdout and "first difference at layer b1.project" in r.stdout
     assert "error: the device's logits differ from the golden model" in r.stderr
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """Pids of the live processes called `name` whose parent is `pid` (from /proc)."""
+    out = []
+    for stat_file in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            fields = open(stat_file).read().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            state, ppid = fields[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if comm == name[:15] and int(ppid) == pid and state != "Z":
+            out.append(int(stat_file.split("/")[2]))
+    return out
+
+
+def test_sigterm_stops_the_emulator_and_cleans_up(paper, tmp_path):
+    """SIGTERM to `run --emulator`: exit 143, QEMU gone with it, its temporary folder removed."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen(QETOOL + ["run", str(paper.path), "--emulator"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not _children(proc.pid, "qemu-system-arm") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    qemu = _children(proc.pid, "qemu-system-arm")
+    assert qemu, "QEMU did not start"
+    assert glob.glob(str(tmp_path / "qetool-emu-*"))
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and b"error: terminated" in err
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{qemu[0]}") or not _children(proc.pid, "qemu-system-arm")
+    assert not glob.glob(str(tmp_path / "qetool-emu-*"))
+
+
+def test_no_emulator_installed_leaves_nothing(small, tmp_path):
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PATH": str(tmp_path)}
+    r = subprocess.run(QETOOL + ["run", str(small.path), "--emulator"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "error: qemu-system-arm not found" in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_emulator_killed_mid_session(small):
+    with pytest.raises(QetoolError, match="lost the connection to the emulator"):
+        with Emulator(small.board.emulator.machine, small.elf("emu")) as emu:
+            session = Session(small, Device(Link(emu.port, name="the emulator")), emu)
+            emu.proc.kill()
+            emu.proc.wait()
+            session.device.hello()
+
+
+def test_a_deep_network_with_4090_classes_runs(tmp_path):
+    """1,082 layers (6 rows of 60 repeats) and 4,090 classes: per-layer counts (4,328 bytes) and
+    outputs go out in READ chunks; the class is a u16 (above 255 here)."""
+    rows = [A.Row("conv", 3, 2, 3, 4, None, 1, 8, 8)] + [A.Row("mbconv", 3, 1, 4, 4, 4, 60, 4, 4)] * 6
+    build = _build(tmp_path, A.Arch(8, 4090, tuple(rows)), "deep")
+    assert len(build.model.layers) == 1082
+    r = subprocess.run(QETOOL + ["run", str(build.path), "--emulator", "--check"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "golden: same" in r.stdout, r.stdout[-300:] + r.stderr
+    label = int(r.stdout.split("class ")[1].split(",")[0])
+    assert label > 255
 
 
 def test_profile_of_the_paper_network(paper):

@@ -167,3 +167,85 @@ def test_wrong_class_count_is_a_user_error(tmp_path, data):
     r = subprocess.run(QETOOL + ["train", str(tmp_path / "three.json"), str(data), "-o", str(tmp_path / "m.npz")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "has 2 classes (no_person, person), the arch has num_classes 3" in r.stderr
+
+
+@pytest.mark.parametrize("lr", ["-1", "0", "nan", "inf", "fast"])
+def test_a_learning_rate_must_be_a_positive_number(tmp_path, data, lr):
+    A.save(TINY, tmp_path / "tiny.json")
+    r = subprocess.run(QETOOL + ["train", str(tmp_path / "tiny.json"), str(data), "-o", str(tmp_path / "m.npz"),
+                                 "--lr", lr], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "--lr" in r.stderr
+    assert r.stderr.count("\n") == 1 and not (tmp_path / "m.npz").exists()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    """One epoch of TINY, with its weights file and training state."""
+    d = tmp_path_factory.mktemp("trained")
+    A.save(TINY, d / "tiny.json")
+    r = subprocess.run(QETOOL + ["train", str(d / "tiny.json"), str(data), "-o", str(d / "m.npz"),
+                                 "--epochs", "1", "--workers", "0"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def _resume(d, data, arch_name="tiny.json", epochs="1"):
+    return subprocess.run(QETOOL + ["train", str(d / arch_name), str(data), "-o", str(d / "m.npz"),
+                                    "--epochs", epochs, "--workers", "0", "--resume"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_weights_carry_the_class_names(trained):
+    assert checkpoint.load(trained / "m.npz", TINY).class_names == ("no_person", "person")
+
+
+def test_resume_when_already_finished_says_so(trained, data):
+    r = _resume(trained, data)
+    assert r.returncode == 0 and "nothing to train" in r.stdout and "already trained to epoch 1 of 1" in r.stdout
+
+
+def test_resume_with_another_arch_is_refused(trained, data):
+    rows = list(TINY.rows)
+    rows[1] = A.Row("mbconv", 3, 2, 8, 16, 24, 1, 6, 4)  # the same weights, other bits
+    A.save(A.Arch(32, 2, tuple(rows)), trained / "other.json")
+    r = _resume(trained, data, "other.json", "2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "the training state is for another network: layers[1].bits_a: 5 against 6" in r.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "code"])
+def test_a_damaged_or_malicious_state_is_refused(trained, data, tmp_path, damage):
+    d = tmp_path / "t"
+    shutil.copytree(trained, d)
+    state = d / "m.npz.state.pt"
+    if damage == "truncated":
+        state.write_bytes(state.read_bytes()[:500])
+    else:  # a pickle that would run code when loaded without weights_only
+        marker = tmp_path / "ran"
+        torch.save({"model": Evil(str(marker))}, state)
+    r = _resume(d, data, epochs="2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "not a readable training state" in r.stderr
+    assert damage != "code" or not (tmp_path / "ran").exists()
+
+
+class Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_bad_picture_during_training(tmp_path, data):
+    d = tmp_path / "data"
+    shutil.copytree(data, d)
+    (d / "person" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    A.save(TINY, tmp_path / "tiny.json")
+    for workers in ("0", "2"):
+        r = subprocess.run(QETOOL + ["train", str(tmp_path / "tiny.json"), str(d), "-o", str(tmp_path / "m.npz"),
+                                     "--epochs", "1", "--workers", workers], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2, r.stderr[-500:]
+        last = [line for line in r.stderr.splitlines() if line.startswith("error")]
+        assert last and "zz_broken.png: cannot read the image" in last[0] and "Traceback" not in r.stderr
