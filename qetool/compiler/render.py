@@ -57,11 +57,12 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def check_name(name: str) -> str:
+def check_name(name: object, where: str = "--name") -> str:
     """A model name: a lower-case C identifier of at most 32 characters, not qe_app (the
     firmware's own names)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name) or name.startswith("qe_app"):
-        raise QetoolError(f"--name {name!r}: give a lower-case C identifier (a-z, 0-9, _; at most "
+    if (not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name)
+            or name.startswith("qe_app")):
+        raise QetoolError(f"{where} {name!r}: give a lower-case C identifier (a-z, 0-9, _; at most "
                           "32 characters, starting with a letter, not qe_app...)")
     return name
 

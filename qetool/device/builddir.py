@@ -64,7 +64,7 @@ class BuildDir:
     @property
     def name(self) -> str:
         """The model's C name (the prefix of its symbols and files)."""
-        return check_name(self.manifest.get("name", ""))
+        return check_name(self.manifest.get("name"), f"{self.path}/manifest.json: name")
 
     @cached_property
     def plan(self) -> Plan:
