@@ -415,14 +415,7 @@ def loads(text: str) -> Arch:
 def load(path: str | Path) -> Arch:
     """Read and validate an arch.json; errors name the file."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise QetoolError(f"{p}: cannot read ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise QetoolError(f"{p}: not a UTF-8 text file (byte {e.start}): arch.json is JSON text") from None
+    text = fileio.read_text(p, "arch.json, JSON text")
     try:
         return loads(text)
     except ArchError as e:

@@ -131,17 +131,22 @@ def parse_json(text: str, where: str, max_depth: int = 32) -> object:
         raise JsonError(where, str(e)) from None
 
 
-def read_json(path: str | os.PathLike, max_depth: int = 32) -> object:
-    """A JSON file (UTF-8) -> data; unreadable, not text or not JSON: one QetoolError."""
+def read_text(path: str | os.PathLike, what: str = "text") -> str:
+    """A UTF-8 text file's content; unreadable or not UTF-8: one QetoolError (`what` names the
+    kind of file expected)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise QetoolError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise QetoolError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    return parse_json(text, str(path), max_depth)
+        raise QetoolError(f"{path}: not a UTF-8 text file (byte {e.start}): {what} expected") from None
+
+
+def read_json(path: str | os.PathLike, max_depth: int = 32) -> object:
+    """A JSON file (UTF-8) -> data; unreadable, not text or not JSON: one QetoolError."""
+    return parse_json(read_text(path, "JSON"), str(path), max_depth)
 
 
 def read_npz(path: str | os.PathLike, what: str) -> dict[str, "np.ndarray"]:

@@ -105,8 +105,8 @@ def test_bad_board_files_are_one_error_line(tmp_path, edit, message):
 
 def test_unreadable_board_files(tmp_path):
     (tmp_path / "bin.toml").write_bytes(b"\xff\xfe\x00name")
-    for path, message in ((tmp_path / "missing.toml", "cannot read the board file"),
-                          (tmp_path / "bin.toml", "not a text (UTF-8 TOML) board file")):
+    for path, message in ((tmp_path / "missing.toml", "cannot read (No such file or directory)"),
+                          (tmp_path / "bin.toml", "not a UTF-8 text file (byte 0): a TOML board file expected")):
         with pytest.raises(QetoolError, match=re.escape(message)):
             load_board_file(path)
 

@@ -278,6 +278,26 @@ def test_hidden_folders_are_not_classes(tmp_path):
     assert classes == ["a", "b"] and len(items) == 2
 
 
+def test_eval_explains_random_weights(tmp_path, small_build):
+    from PIL import Image
+
+    classes = json.loads((small_build / "manifest.json").read_text())["num_classes"]
+    for c in range(classes):  # one folder per class, as eval expects
+        (tmp_path / "data" / f"c{c}").mkdir(parents=True)
+        Image.new("RGB", (20, 20), (40, 90, 200)).save(tmp_path / "data" / f"c{c}" / "x.png")
+    r = qetool("eval", small_build, tmp_path / "data", "--host")
+    assert r.returncode == 0 and "note: this build has seeded random weights (seed 0" in r.stdout
+
+
+def test_more_layers_than_the_protocol_counts():
+    from qetool.compiler.compile import compile_arch
+    from qetool.device.boards import load_board
+
+    rows = [A.Row("conv", 3, 2, 3, 4, None, 1, 8, 8)] + [A.Row("mbconv", 3, 1, 4, 4, 4, 64, 4, 4)] * 342
+    with pytest.raises(QetoolError, match="65,666 layers: the firmware and its protocol count at most 65,535"):
+        compile_arch(A.Arch(8, 2, tuple(rows)), load_board("stm32f746"))
+
+
 # -- flash --------------------------------------------------------------------------------------
 
 def test_flash_a_build_whose_path_has_a_space(tmp_path, small_build):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from qetool.errors import QetoolError
+from qetool.fileio import read_text
 from qetool.paths import BOARDS
 
 
@@ -192,12 +193,7 @@ def load_board(name: str) -> Board:
 def load_board_file(path: str | Path) -> Board:
     """A user's own board file (docs/boards.md), validated like the shipped ones."""
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as e:
-        raise QetoolError(f"{path}: cannot read the board file: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise QetoolError(f"{path}: not a text (UTF-8 TOML) board file") from None
+    text = read_text(path, "a TOML board file")
     board = parse_board(text, str(path))
     return replace(board, file_text=text)
 

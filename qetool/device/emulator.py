@@ -9,8 +9,9 @@ TICK_INSTRUCTIONS instructions per tick, labelled as such.
 
 Two ways in: `run_batch` feeds inputs by semihosting (fast, for tests and benchmarks);
 `Emulator` serves the serial protocol on a TCP port (what `qetool run --emulator` talks to).
-Every QEMU runs under a deadline and is killed by its own pid when qetool leaves the run in
-any way (an exception, Ctrl-C, SIGTERM: the CLI turns it into an exception); on Linux it is also
+Every QEMU runs under a deadline (a batch has a timeout, a serial session bounds each interaction:
+qetool.device.session) and is killed by its own pid when qetool leaves the run in any way (an
+exception, Ctrl-C, SIGTERM: the CLI turns it into an exception); on Linux it is also
 asked to die with its parent (PR_SET_PDEATHSIG), so not even a SIGKILL of qetool leaves it
 running. Its temporary folder goes with it.
 """
@@ -167,8 +168,8 @@ class Emulator:
     """QEMU serving emu.elf's UART on a local TCP port, for the serial protocol. Use as a
     context manager: `port` is the open pyserial connection; `marks()` the plugin's counts."""
 
-    def __init__(self, machine: str, elf: Path, deadline: float = 600.0):
-        self.machine, self.elf, self.deadline = machine, Path(elf).resolve(), deadline
+    def __init__(self, machine: str, elf: Path):
+        self.machine, self.elf = machine, Path(elf).resolve()
         self.proc: subprocess.Popen | None = None
         self.work: Path | None = None
         self.counting = plugin() is not None

@@ -75,7 +75,7 @@ class Stats:
 class Link:
     """Request/response over a pyserial port object, with timeouts and retries. `name` says
     what is at the other end (in messages); `deadline` (time.monotonic() seconds) bounds every
-    wait of the whole session."""
+    wait until it is moved (Session moves it before each inference)."""
 
     def __init__(self, port, timeout: float = 5.0, retries: int = 4, name: str = "the device",
                  deadline: float | None = None, hint: str = "is it running qetool firmware?"):

@@ -33,8 +33,13 @@ class Result:
 
 
 class Session:
-    def __init__(self, build: BuildDir, device: Device, emulator: Emulator | None):
-        self.build, self.device, self.emulator = build, device, emulator
+    """A device that runs `build`'s model. Every interaction is bounded: the hello and each
+    inference (load, run, reads) get `deadline` seconds of their own."""
+
+    def __init__(self, build: BuildDir, device: Device, emulator: Emulator | None,
+                 deadline: float = 600.0):
+        self.build, self.device, self.emulator, self.deadline = build, device, emulator, deadline
+        self._restart_deadline()
         self.hello = h = device.hello()
         want = build.manifest["model_hash"]
         if h.model_hash != want:
@@ -52,7 +57,12 @@ class Session:
             raise QetoolError(f"the device describes model {want} as {said} (input H, W, C, bits, "
                               f"bytes, classes, layers), the build as {have}")
 
+    def _restart_deadline(self) -> None:
+        self.device.link.deadline = time.monotonic() + self.deadline
+
     def _load(self, pixels: np.ndarray) -> None:
+        """Start an inference's deadline and load its input."""
+        self._restart_deadline()
         m = self.build.model
         self.device.load(pack_input(m, image_codes(pixels, m.input_bits), self.build.input_bytes))
 
@@ -84,21 +94,22 @@ class Session:
 @contextmanager
 def connect(build: BuildDir, emulator: bool, port: str | None, baud: int = 115200,
             deadline: float = 600.0) -> Iterator[Session]:
-    """A Session on the emulator (`emulator`) or on the board at `port`."""
+    """A Session on the emulator (`emulator`) or on the board at `port`; `deadline` bounds
+    each interaction in seconds."""
     if emulator == (port is not None):
         raise QetoolError("give exactly one of --emulator and --port")
     if emulator:
         if build.board.emulator is None:
             raise QetoolError(f"{build.board.name} has no emulator target")
-        with Emulator(build.board.emulator.machine, build.elf("emu"), deadline) as emu:
-            link = Link(emu.port, name="the emulator", deadline=emu.started + deadline,
+        with Emulator(build.board.emulator.machine, build.elf("emu")) as emu:
+            link = Link(emu.port, name="the emulator",
                         hint=f"is {build.path}/emu.elf a qetool firmware image?")
-            yield Session(build, Device(link), emu)
+            yield Session(build, Device(link), emu, deadline)
     else:
         port_obj = open_port(port, baud)
         try:
-            link = Link(port_obj, name=port, deadline=time.monotonic() + deadline,
+            link = Link(port_obj, name=port,
                         hint=f"is the board flashed with this build (qetool flash {build.path})?")
-            yield Session(build, Device(link), None)
+            yield Session(build, Device(link), None, deadline)
         finally:
             port_obj.close()
