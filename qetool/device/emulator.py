@@ -18,9 +18,11 @@ running. Its temporary folder goes with it.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -97,15 +99,23 @@ def read_marks(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split("\n") if line.strip().isdigit()]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the parent dies (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
-
+def _find_prctl():
+    """libc's prctl (None where there is none: not Linux)."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass  # not Linux: the context managers' kill remains
+        return None
+
+
+_PRCTL = _find_prctl()
+"""Looked up here, in the parent: the child between fork and exec only calls it."""
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the parent dies (PR_SET_PDEATHSIG = 1). Without
+    prctl the context managers' kill remains."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)
 
 
 def _command(machine: str, elf: Path, serial: str, counts: Path | None) -> list[str]:
