@@ -33,7 +33,7 @@ import numpy as np
 
 from qetool import arch as A
 from qetool import fileio
-from qetool.checkpoint import Checkpoint
+from qetool.checkpoint import Checkpoint, expected_shapes
 from qetool.errors import QetoolError
 from qetool.preprocess import image_step
 
@@ -183,7 +183,8 @@ class LoweredModel:
         want_layers = layer_codes(arch)
         if not isinstance(metas, list) or len(metas) != len(want_layers):
             raise QetoolError(f"{where}: layers: not the {len(want_layers)} layers of its arch")
-        layers = [_load_layer(m, want, d, where) for m, want in zip(metas, want_layers)]
+        shapes = expected_shapes(arch)
+        layers = [_load_layer(m, want, shapes[want["id"]], d, where) for m, want in zip(metas, want_layers)]
         input_bits, step = doc.get("input_bits"), doc.get("logit_step")
         if input_bits != A.tensors(arch)["image"].bits:
             raise QetoolError(f"{where}: input_bits: {input_bits!r} is not the arch's image bits")
@@ -213,8 +214,10 @@ def layer_codes(arch: A.Arch) -> list[dict]:
     return out
 
 
-def _load_layer(meta: object, want: dict, d: dict[str, np.ndarray], where: Path) -> LoweredLayer:
-    """One layer of lowered.npz, checked against the fields its arch gives (`want`)."""
+def _load_layer(meta: object, want: dict, weight_shape: tuple[int, ...], d: dict[str, np.ndarray],
+                where: Path) -> LoweredLayer:
+    """One layer of lowered.npz, checked against the fields its arch gives (`want`) and the
+    weights' shape."""
     lid = want["id"]
     if not isinstance(meta, dict) or set(meta) != {*want, "lo", "hi"}:
         raise QetoolError(f"{where}: {lid}: not a lowered layer")
@@ -224,14 +227,12 @@ def _load_layer(meta: object, want: dict, d: dict[str, np.ndarray], where: Path)
     qlo, qhi = code_range(want["bits_y"], want["signed_y"])
     if not (isinstance(lo, int) and isinstance(hi, int) and qlo <= lo <= hi <= qhi):
         raise QetoolError(f"{where}: {lid}: output clamp {lo!r}..{hi!r} is outside {qlo}..{qhi}")
-    layer = A.Layer(**{f.name: want[f.name] for f in fields(A.Layer)})
-    shapes = {"weights": (layer.cout, layer.cin) if layer.op == "head" else
-              (layer.cout, 1 if layer.depthwise else layer.cin, layer.kernel, layer.kernel),
-              "bias": (layer.cout,), "m": (layer.cout,), "n": (layer.cout,), "mx": (layer.cout,)}
+    channel = (want["cout"],)
+    shapes = {"weights": weight_shape, "bias": channel, "m": channel, "n": channel, "mx": channel}
     arrays = {}
     for f, dtype in _ARRAY_TYPES.items():
         key = f"{lid}.{f}"
-        needed = f != "mx" or layer.residual is not None
+        needed = f != "mx" or want["residual"] is not None
         if key not in d:
             if needed:
                 raise QetoolError(f"{where}: {key}: missing")
@@ -243,6 +244,10 @@ def _load_layer(meta: object, want: dict, d: dict[str, np.ndarray], where: Path)
         arrays[f] = v
     if not ((arrays["n"] >= 0) & (arrays["n"] <= 62)).all():
         raise QetoolError(f"{where}: {lid}.n: shifts outside 0..62")
+    wlo, whi = code_range(want["bits_w"], True)
+    w = arrays["weights"]
+    if w.size and (w.min() < wlo or w.max() > whi):
+        raise QetoolError(f"{where}: {lid}.weights: codes outside {want['bits_w']}-bit {wlo}..{whi}")
     return LoweredLayer(**{**want, "pad": tuple(want["pad"])}, lo=lo, hi=hi, **arrays)
 
 
