@@ -98,3 +98,21 @@ def test_sources_build_warning_free_for_cortex_m7(tmp_path):
     for f in sources:
         subprocess.run([cc, *WARNINGS, *load_board("stm32f746").core.flags, "-O2", "-c", str(f),
                         "-o", str(tmp_path / f"{f.name}.o")], check=True)
+
+
+def test_the_arithmetic_shift_is_checked_at_compile_time(tmp_path):
+    """The kernels need >> of a negative int64 to be arithmetic: a negative-size typedef checks it
+    under -std=c99 -pedantic -Werror (no _Static_assert there); with the condition turned round
+    the same construct stops the build, so the check is live."""
+    path = tmp_path / "a.json"
+    A.save(matrix_archs()[0], path)
+    compile_model(path, load_board("stm32f746"), tmp_path / "b", force=True)
+    src = (tmp_path / "b" / "src" / "qe_model_kernels.c").read_text()
+    check = "typedef char qe_model_shift_is_arithmetic[((int64_t)-1 >> 1) == (int64_t)-1 ? 1 : -1];"
+    assert check in src
+    for cond, ok in ((check, True), (check.replace("== (int64_t)-1", "!= (int64_t)-1"), False)):
+        (tmp_path / "t.c").write_text(f"#include <stdint.h>\n{cond}\n")
+        r = subprocess.run(["gcc", *WARNINGS, "-c", str(tmp_path / "t.c"), "-o", str(tmp_path / "t.o")],
+                           capture_output=True, text=True)
+        assert (r.returncode == 0) == ok, r.stderr
+    assert "-pedantic" in WARNINGS
