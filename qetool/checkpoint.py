@@ -134,6 +134,9 @@ def load(path: str | Path, arch: A.Arch | None = None) -> Checkpoint:
         stored = A.loads(str(text))
     except A.ArchError as e:
         raise QetoolError(f"{p}: its embedded arch is not valid: {e}") from None
+    stored_hash = d.get("arch_hash")
+    if stored_hash is None or stored_hash.shape != () or str(stored_hash) != A.arch_hash(stored):
+        raise QetoolError(f"{p}: arch_hash: missing or not the hash of its arch (edited or damaged)")
     if arch is not None and stored != arch:
         raise QetoolError(f"{p}: the weights were made for another network: "
                           f"{A.first_difference(stored, arch)} (weights file against arch.json)")
