@@ -30,7 +30,7 @@ def test_every_board_loads_with_its_core():
     cores = {}
     for name in board_names():
         b = load_board(name)
-        assert b.name == name and b.core.cpu in CORES and b.core.fpu in CORES[b.core.cpu].fpus
+        assert b.name == name and b.core.cpu in CORES and b.core.fpu in CORES[b.core.cpu]
         assert 0 < b.budget_sram_bytes < b.sram_bytes and 0 < b.budget_flash_bytes < b.flash_bytes
         if b.emulator:
             assert MACHINES[b.emulator.machine] == b.core.cpu

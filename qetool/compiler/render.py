@@ -13,7 +13,7 @@ import re
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -97,9 +97,7 @@ class IOTensor:
         return struct.unpack("<I", struct.pack("<f", self.scale))[0]
 
     def to_json(self) -> dict:
-        return {"height": self.height, "width": self.width, "channels": self.channels,
-                "bits": self.bits, "signed": self.signed, "scale": self.scale,
-                "zero_point": self.zero_point}
+        return asdict(self)
 
 
 def model_io(model: LoweredModel) -> tuple[IOTensor, IOTensor]:

@@ -18,21 +18,13 @@ from qetool.fileio import read_text
 from qetool.paths import BOARDS
 
 
-@dataclass(frozen=True)
-class CoreSpec:
-    """What qetool knows of a Cortex-M core: its architecture and the FPUs it may carry
-    (`-mfpu` names; "none" builds with the soft-float ABI)."""
-
-    arch: str
-    dsp: bool
-    fpus: tuple[str, ...]
-
-
 CORES = {
-    "cortex-m4": CoreSpec("armv7e-m", True, ("none", "fpv4-sp-d16")),
-    "cortex-m7": CoreSpec("armv7e-m", True, ("none", "fpv5-sp-d16", "fpv5-d16")),
+    "cortex-m4": ("none", "fpv4-sp-d16"),
+    "cortex-m7": ("none", "fpv5-sp-d16", "fpv5-d16"),
 }
-"""The cores the kernels and the code-size table (qetool/compiler/code_sizes.json) cover."""
+"""The cores (-mcpu) the kernels and the code-size table (qetool/compiler/code_sizes.json) cover,
+and the FPUs each may carry (-mfpu names; "none" builds with the soft-float ABI). Both are
+ARMv7E-M with the DSP extension: the same kernels, the SMLAD path included."""
 DEFAULT_CORE = "cortex-m7"
 """The core `qetool score` counts kernel code for when no board is given."""
 MACHINES = {"mps2-an386": "cortex-m4", "mps2-an500": "cortex-m7"}
@@ -152,7 +144,7 @@ def parse_board(text: str, where: str) -> Board:
     except tomllib.TOMLDecodeError as e:
         raise QetoolError(f"{where}: not a valid TOML file: {e}") from None
     cpu = d.one_of("core.cpu", list(CORES))
-    core = Core(cpu, d.one_of("core.fpu", CORES[cpu].fpus))
+    core = Core(cpu, d.one_of("core.fpu", CORES[cpu]))
     emulator = None
     if d.get("emulator", dict, None) is not None:
         machine = d.one_of("emulator.machine", list(MACHINES))
