@@ -119,11 +119,11 @@ def score(arch_json, board, board_file, as_json):
 
 
 @cli.command("compile")
-@click.argument("arch_json", type=click.Path(dir_okay=False))
+@click.argument("model", type=click.Path(dir_okay=False))
 @_board_options(required=True)
 @click.option("--weights", type=click.Path(dir_okay=False),
               help="Weights file (model.npz); default: seeded random weights, calibrated.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random weights.")
+@click.option("--seed", type=int, help="Seed of the random weights (default 0).")
 @click.option("--class-names", help="The classes' names, comma-separated (default: the weights file's).")
 @click.option("--name", default="qe_model", show_default=True,
               help="Prefix of every generated C symbol and file (qe_model.h, qe_model_run()), so "
@@ -132,18 +132,19 @@ def score(arch_json, board, board_file, as_json):
 @click.option("--build", "build_fw", is_flag=True,
               help="Also build the firmware: board.elf, board.bin and emu.elf (arm-none-eabi-gcc).")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default="build", show_default=True)
-def compile_cmd(arch_json, board, board_file, weights, seed, class_names, name, force, build_fw, output):
-    """Lower a network to integer C with packed sub-byte tensors and a static arena."""
+def compile_cmd(model, board, board_file, weights, seed, class_names, name, force, build_fw, output):
+    """Lower an arch.json network (with a weights file) or an int8 .tflite model to integer C
+    with a static arena."""
     from qetool.compiler.compile import compile_model, over_budget, report_table
     from qetool.device.boards import choose_board
 
     names = class_names.split(",") if class_names is not None else None
-    c = compile_model(arch_json, choose_board(board, board_file), output, weights, seed, force,
+    c = compile_model(model, choose_board(board, board_file), output, weights, seed, force,
                       build_fw, class_names=names, name=name)
     click.echo(report_table(c.report))
     for line in over_budget(c.report):
         click.echo(f"warning: {line} (compiled with --force)", err=True)
-    click.echo(f"model {c.model.model_hash} -> {output}/")
+    click.echo(f"model {c.report['model_hash']} -> {output}/")
 
 
 def _target_options(f):
@@ -155,20 +156,25 @@ def _target_options(f):
 
 @cli.command()
 @click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option("--host", is_flag=True, help="Run the golden model on this machine.")
 @_target_options
 @click.option("--image", "images", multiple=True, type=click.Path(dir_okay=False),
               help="A picture to classify (repeatable); default: the built-in sample picture.")
-@click.option("--check", is_flag=True, help="Compare the logits with the golden model; exit 1 on any difference.")
-def run(build_dir, emulator, port, baud, images, check):
-    """Run inferences on the board or the emulator and print class, logits and cycles."""
-    from qetool.device.run import run_images
+@click.option("--input", "arrays", multiple=True, type=click.Path(dir_okay=False),
+              help="A raw input tensor (.npy, the input's H x W x C codes; repeatable).")
+@click.option("--check", is_flag=True, help="Compare with the golden model (and an imported model "
+              "with TFLM's interpreter, node by node); exit 1 on any difference.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per input.")
+def run(build_dir, host, emulator, port, baud, images, arrays, check, as_json):
+    """Run inferences on the board, the emulator or the host and print class, output and count."""
+    from qetool.device.run import run_inputs
 
     ok = True
-    for line, same in run_images(build_dir, emulator, port, baud, list(images), check):
-        click.echo(line)
-        ok &= same
+    for build, r in run_inputs(build_dir, host, emulator, port, baud, list(images), list(arrays), check):
+        click.echo(json.dumps(r.to_json(build)) if as_json else r.line(build))
+        ok &= r.same is not False
     if not ok:
-        click.echo("error: the device's logits differ from the golden model", err=True)
+        click.echo("error: the outputs differ from the reference", err=True)
         sys.exit(1)
 
 

@@ -131,13 +131,18 @@ def parse_json(text: str, where: str, max_depth: int = 32) -> object:
         raise JsonError(where, str(e)) from None
 
 
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """A file's content; unreadable: one QetoolError."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise QetoolError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
 def read_text(path: str | os.PathLike, what: str = "text") -> str:
     """A UTF-8 text file's content; unreadable or not UTF-8: one QetoolError (`what` names the
     kind of file expected)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise QetoolError(f"{path}: cannot read ({e.strerror or e})") from None
+    data = read_bytes(path)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -147,6 +152,18 @@ def read_text(path: str | os.PathLike, what: str = "text") -> str:
 def read_json(path: str | os.PathLike, max_depth: int = 32) -> object:
     """A JSON file (UTF-8) -> data; unreadable, not text or not JSON: one QetoolError."""
     return parse_json(read_text(path, "JSON"), str(path), max_depth)
+
+
+def read_npy(path: str | os.PathLike) -> "np.ndarray":
+    """One array from an .npy file (no pickles); unreadable or not an array: one QetoolError."""
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise QetoolError(f"{path}: no such file") from None
+    except (OSError, EOFError, ValueError) as e:
+        raise QetoolError(f"{path}: not a readable .npy array ({e})") from None
 
 
 def read_npz(path: str | os.PathLike, what: str) -> dict[str, "np.ndarray"]:

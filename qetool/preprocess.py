@@ -25,17 +25,33 @@ def image_codes(pixels: np.ndarray, bits: int) -> np.ndarray:
     return (np.asarray(pixels, dtype=np.uint8) >> (8 - bits)).astype(np.int32)
 
 
-def resize_crop(img, resolution: int) -> np.ndarray:
-    """A Pillow image -> uint8 RGB HWC, shorter side resized to `resolution`, centre crop."""
+def int8_image_codes(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 RGB pixels (H, W, 3) -> an int8 image model's input as TFLM's examples feed camera
+    pixels: pixel - 128, in gray (ITU-R 601 luma, as Pillow's "L") when the model takes one
+    channel; int32 (H, W, channels)."""
     from PIL import Image
 
+    px = np.asarray(pixels, dtype=np.uint8)
+    if channels == 1:
+        px = np.asarray(Image.fromarray(px, "RGB").convert("L"), dtype=np.uint8)[:, :, None]
+    elif channels != 3:
+        raise QetoolError(f"a picture has 1 or 3 channels, the model's input {channels}: give --input FILE.npy")
+    return px.astype(np.int32) - 128
+
+
+def resize_crop(img, resolution: int | tuple[int, int]) -> np.ndarray:
+    """A Pillow image -> uint8 RGB HWC at `resolution` (a side, or height and width): resized
+    (bilinear) so that it covers the target, then a centre crop."""
+    from PIL import Image
+
+    th, tw = (resolution, resolution) if isinstance(resolution, int) else resolution
     img = img.convert("RGB")
     w, h = img.size
-    scale = resolution / min(w, h)
-    nw, nh = max(resolution, round(w * scale)), max(resolution, round(h * scale))
+    scale = max(tw / w, th / h)
+    nw, nh = max(tw, round(w * scale)), max(th, round(h * scale))
     img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - resolution) // 2, (nh - resolution) // 2
-    return np.asarray(img.crop((left, top, left + resolution, top + resolution)), dtype=np.uint8)
+    left, top = (nw - tw) // 2, (nh - th) // 2
+    return np.asarray(img.crop((left, top, left + tw, top + th)), dtype=np.uint8)
 
 
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -70,8 +86,9 @@ def read_image(path: str | Path):
         raise QetoolError(f"{path}: cannot read the image ({e})") from None
 
 
-def load_pixels(path: str | Path, resolution: int) -> np.ndarray:
-    """Read an image file as uint8 RGB HWC at `resolution` (a user error if unreadable)."""
+def load_pixels(path: str | Path, resolution: int | tuple[int, int]) -> np.ndarray:
+    """Read an image file as uint8 RGB HWC at `resolution` (a side, or height and width; a user
+    error if unreadable)."""
     return resize_crop(read_image(path), resolution)
 
 
@@ -95,9 +112,10 @@ def list_images(root: str | Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, items
 
 
-def sample_pixels(resolution: int) -> np.ndarray:
+def sample_pixels(resolution: int | tuple[int, int]) -> np.ndarray:
     """The built-in sample picture: a deterministic synthetic scene (sky, ground, a figure),
-    uint8 RGB HWC at `resolution`, for runs where no image is given."""
+    uint8 RGB HWC at `resolution` (a side, or height and width), for runs where no image is
+    given."""
     from PIL import Image, ImageDraw
 
     n = 256

@@ -12,12 +12,15 @@ from pathlib import Path
 from qetool import arch as A
 from qetool import checkpoint
 from qetool.compiler.calibrate import random_checkpoint
+from qetool.compiler.compile_graph import CompiledGraph, compile_tflite
 from qetool.compiler.lower import LoweredModel, lower
 from qetool.compiler.pack import model_flash
 from qetool.compiler.plan import Plan, plan
 from qetool.compiler.render import (BOARD_FILE, DEFAULT_NAME, check_name, manifest, render_sources,
                                     to_json, write_build)
+from qetool.compiler.tflite import is_tflite
 from qetool.errors import QetoolError
+from qetool.fileio import read_bytes
 from qetool.compiler import firmware
 from qetool.device.boards import Board
 from qetool.table import render
@@ -115,13 +118,21 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
 
 
 def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
-                  weights: str | Path | None = None, seed: int = 0, force: bool = False,
+                  weights: str | Path | None = None, seed: int | None = None, force: bool = False,
                   build_firmware: bool = False, full_map: bool = False,
-                  class_names: list[str] | None = None, name: str = DEFAULT_NAME) -> Compiled:
+                  class_names: list[str] | None = None, name: str = DEFAULT_NAME) -> Compiled | CompiledGraph:
     """Compile and write build/ (manifest.json, lowered.npz, weights.npz, report.json, src/;
     with `build_firmware` also board.elf, board.bin, emu.elf). Over the board's budgets is a
     user error unless `force`. `full_map` links emu.elf with the emulator's whole memory. A
-    board from a user's file is copied to build/board.toml, where later commands read it."""
+    board from a user's file is copied to build/board.toml, where later commands read it.
+    A .tflite file (known by its content) goes to the TFLite front end (compile_graph)."""
+    data = read_bytes(arch_path)
+    if is_tflite(data):
+        if weights is not None or seed is not None:
+            raise QetoolError(f"{arch_path}: a .tflite file holds its weights: --weights and --seed do not apply")
+        return compile_tflite(arch_path, data, board, out_dir, force, build_firmware, full_map,
+                              class_names, name)
+    seed = 0 if seed is None else seed
     arch = A.load(arch_path)
     c = compile_arch(arch, board, weights, seed, class_names, name)
     over = over_budget(c.report)

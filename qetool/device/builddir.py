@@ -15,11 +15,14 @@ from pathlib import Path
 from qetool import fileio
 from qetool.checkpoint import check_class_names
 from qetool.compiler.compile import build_report
+from qetool.compiler.compile_graph import MODEL_FILE, CompiledGraph, compile_graph, graph_manifest
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.plan import Plan, plan
+from qetool.compiler.program import ArchProgram, Program
 from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, manifest
 from qetool.device.boards import Board, load_board, load_board_file
 from qetool.errors import QetoolError
+from qetool.fileio import read_bytes
 
 
 @dataclass
@@ -41,9 +44,41 @@ class BuildDir:
     def manifest(self) -> dict:
         return fileio.read_json(self.path / "manifest.json")
 
+    @property
+    def imported(self) -> bool:
+        """True for a build of a .tflite file (the graph IR), False for an arch.json build."""
+        return self.manifest.get("source") == "tflite"
+
+    @cached_property
+    def graph(self) -> CompiledGraph:
+        """build/model.tflite converted again, checked against the manifest."""
+        if self.manifest.get("model_file") != MODEL_FILE:
+            raise QetoolError(f"{self.path}/manifest.json: model_file: not {MODEL_FILE!r}")
+        data = read_bytes(self.path / MODEL_FILE)
+        c = compile_graph(data, str(self.path / MODEL_FILE), self.board, self.name)
+        if c.model_hash != self.manifest["model_hash"]:
+            raise QetoolError(f"{self.path}: {MODEL_FILE} is model {c.model_hash}, manifest.json "
+                              f"names {self.manifest['model_hash']}: compile again")
+        names = self.manifest.get("class_names")
+        if names is not None:
+            check_class_names(names, c.graph.output_tensor().elements, f"{self.path}/manifest.json: class_names")
+        want = graph_manifest(c, self.manifest["board"], self.manifest.get("board_file"), names, self.name)
+        if self.manifest != want:
+            raise QetoolError(f"{self.path}/manifest.json: does not match {MODEL_FILE} (edited or "
+                              "damaged): compile again")
+        return c
+
+    @cached_property
+    def program(self) -> Program:
+        """The model as the device side sees it, whichever front end built it."""
+        return self.graph.program if self.imported else ArchProgram(self.model, self.plan)
+
     @cached_property
     def model(self) -> LoweredModel:
         """lowered.npz, checked against the manifest."""
+        if self.imported:
+            raise QetoolError(f"{self.path} holds an imported .tflite model: this needs an "
+                              "arch.json build")
         model = LoweredModel.load(self.path / "lowered.npz")
         if model.model_hash != self.manifest["model_hash"]:
             raise QetoolError(f"{self.path}: lowered.npz holds model {model.model_hash}, manifest.json "
@@ -73,6 +108,8 @@ class BuildDir:
     @cached_property
     def report(self) -> dict:
         """The report of this model on this board, as compile wrote it to report.json."""
+        if self.imported:
+            return self.graph.report
         return build_report(self.model, self.plan, self.board)
 
     @cached_property
@@ -86,7 +123,7 @@ class BuildDir:
 
     @property
     def input_bytes(self) -> int:
-        return self.plan.buffers["image"].size
+        return self.program.input_bytes
 
     def elf(self, name: str) -> Path:
         """build/<name>.elf, or a clear error telling how to build it."""

@@ -1,31 +1,53 @@
-"""`qetool run`: images through the device; with --check, the logits against the golden model."""
+"""`qetool run`: inputs through the device (or the golden model on the host); with --check, the
+outputs against the golden model and, for an imported model, TFLM's interpreter node by node."""
 
 from __future__ import annotations
 
-import zlib
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from qetool.compiler import golden
-from qetool.compiler.pack import pack_bits
-from qetool.preprocess import image_codes, load_pixels, sample_pixels
+from qetool.compiler.program import Program, Trace
 from qetool.device.builddir import BuildDir
 from qetool.device.protocol import Counter
-from qetool.device.session import connect
+from qetool.device.session import Session, connect
+from qetool.errors import QetoolError
+from qetool.fileio import read_npy
+from qetool.preprocess import load_pixels, sample_pixels
 
 UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles",
          Counter.SYSTICK: "instructions (SysTick estimate: no counting plugin)"}
 
 
-def first_difference(build: BuildDir, want: golden.Trace, crcs: list[int]) -> str:
-    """The first layer whose output CRC (from a traced inference) differs from the golden
-    model's packed output `want`, as words for the report."""
-    for layer, crc in zip(build.model.layers[:-1], crcs):
-        if zlib.crc32(pack_bits(want.tensors[layer.id], layer.bits_y)) != crc:
-            return f"first difference at layer {layer.id}"
-    return "every layer's output is the golden model's: the difference is in the head"
+@dataclass
+class RunResult:
+    """One input's answer: its name, the output codes, the class, the count and its unit
+    (None: not measured), and with --check whether it matched and what differed."""
+
+    name: str
+    output: list[int]
+    label: int
+    count: int | None = None
+    unit: str | None = None
+    same: bool | None = None
+    difference: str | None = None
+
+    def to_json(self, build: BuildDir) -> dict:
+        names = build.manifest.get("class_names")
+        return {"input": self.name, "output": self.output, "class": self.label,
+                "class_name": names[self.label] if names else None, "count": self.count,
+                "unit": self.unit, "check": None if self.same is None else
+                {"same": self.same, "difference": self.difference}}
+
+    def line(self, build: BuildDir) -> str:
+        count = f", {self.count:,} {self.unit}" if self.count is not None else ""
+        text = f"{self.name}: {class_text(build, self.label)}, output {self.output}{count}"
+        if self.same is not None:
+            text += ", golden: same" if self.same else f", DIFFERENT: {self.difference}"
+        return text
 
 
 def class_text(build: BuildDir, label: int) -> str:
@@ -33,23 +55,70 @@ def class_text(build: BuildDir, label: int) -> str:
     return f"class {label} ({names[label]})" if names else f"class {label}"
 
 
-def run_images(build_dir: str, emulator: bool, port: str | None, baud: int, images: list[str],
-               check: bool) -> Iterator[tuple[str, bool]]:
-    """Yield one line per image, and whether it matched the golden model (True unless checked).
-    A mismatch names the first layer whose output differs (a second, traced inference)."""
+def first_difference(prog: Program, want: Trace, crcs: list[int]) -> str:
+    """The first layer whose output CRC (from a traced inference) differs from the golden
+    model's, as words for the report."""
+    for layer, crc, good in zip(prog.layers, crcs, prog.layer_crcs(want)):
+        if layer.out_shape is not None and crc != good:
+            return f"first difference at layer {layer.id}"
+    return "every layer's output is the golden model's: the difference is in the head"
+
+
+def _inputs(prog: Program, images: list[str], arrays: list[str]) -> list[tuple[str, np.ndarray]]:
+    """(name, input codes) of every --image and --input; the sample picture when none."""
+    size = prog.picture_size
+    named = [(p, prog.picture_codes(load_pixels(p, size))) for p in images]
+    named += [(p, prog.check_input_file(read_npy(p), p)) for p in arrays]
+    return named or [("sample picture", prog.picture_codes(sample_pixels(size)))]
+
+
+def _reference(build: BuildDir, check: bool):
+    """TFLM's interpreter for an imported model under --check, when tflite-micro is installed."""
+    from qetool.compiler import tflm_ref
+
+    if check and build.imported and tflm_ref.available():
+        return tflm_ref.TflmReference((build.path / "model.tflite").read_bytes())
+    return None
+
+
+def _checked(build: BuildDir, session: Session | None, r: RunResult, codes: np.ndarray,
+             want: Trace, reference) -> RunResult:
+    """r with its check: the output against the golden model, and for an imported model the
+    golden model against TFLM node by node."""
+    from qetool.compiler import tflm_ref
+
+    r.same = bool(np.array_equal(np.array(r.output), want.logits)) and r.label == want.label
+    if not r.same:
+        r.difference = f"golden {want.logits.tolist()}" + (
+            "; " + first_difference(build.program, want, session.trace(codes=codes)) if session else "")
+    if reference is not None:
+        g = build.graph.graph
+        diff = tflm_ref.first_difference(g, want.tensors, reference.run(g, codes))
+        if diff is not None:
+            r.same = False
+            r.difference = (r.difference + "; " if r.difference else "") + f"TFLM differs at {diff}"
+        elif r.same:
+            r.difference = None
+    return r
+
+
+def run_inputs(build_dir: str, host: bool, emulator: bool, port: str | None, baud: int,
+               images: list[str], arrays: list[str], check: bool) -> Iterator[tuple[BuildDir, RunResult]]:
+    """Yield each input's result (see RunResult). A device mismatch names the first layer whose
+    output differs (a second, traced inference)."""
+    if host + emulator + (port is not None) != 1:
+        raise QetoolError("give exactly one of --host, --emulator and --port")
     build = BuildDir(Path(build_dir))
-    res = build.model.arch.resolution
-    named = [(p, load_pixels(p, res)) for p in images] or [("sample picture", sample_pixels(res))]
-    with connect(build, emulator, port, baud) as session:
-        for name, pixels in named:
-            r = session.infer(pixels)
-            count = f", {r.count:,} {UNITS[r.counter]}" if r.count is not None else ""
-            line = f"{name}: {class_text(build, r.label)}, logits {r.logits}{count}"
-            same = True
-            if check:
-                want = golden.run(build.model, image_codes(pixels, build.model.input_bits))
-                same = bool(np.array_equal(np.array(r.logits), want.logits)) and r.label == want.label
-                line += ", golden: same" if same else (
-                    f", golden: DIFFERENT {want.logits.tolist()}; "
-                    + first_difference(build, want, session.trace(pixels)))
-            yield line, same
+    prog = build.program
+    named = _inputs(prog, images, arrays)
+    reference = _reference(build, check)
+    with (nullcontext(None) if host else connect(build, emulator, port, baud)) as session:
+        for name, codes in named:
+            want = prog.golden(codes) if (check or host) else None
+            if session is None:
+                r = RunResult(name, want.logits.tolist(), want.label)
+            else:
+                d = session.infer(codes=codes)
+                r = RunResult(name, d.logits, d.label, d.count,
+                              UNITS[d.counter] if d.count is not None else None)
+            yield build, (_checked(build, session, r, codes, want, reference) if check else r)

@@ -11,10 +11,8 @@ from typing import Iterator
 import numpy as np
 
 from qetool.errors import QetoolError
-from qetool.preprocess import image_codes
 from qetool.device.builddir import BuildDir
 from qetool.device.emulator import TICK_INSTRUCTIONS, Emulator, split_marks
-from qetool.compiler.hostrun import pack_input
 from qetool.device.protocol import Counter
 from qetool.device.serial import Device, Link, open_port
 
@@ -52,7 +50,7 @@ class Session:
         said = (h.input_height, h.input_width, h.input_channels, h.input_bits, h.input_bytes,
                 h.num_classes, h.num_layers)
         have = (x["height"], x["width"], x["channels"], x["bits"], x["bytes"],
-                build.manifest["num_classes"], len(build.model.layers))
+                build.manifest["num_classes"], len(build.program.layers))
         if said != have:
             raise QetoolError(f"the device describes model {want} as {said} (input H, W, C, bits, "
                               f"bytes, classes, layers), the build as {have}")
@@ -60,26 +58,27 @@ class Session:
     def _restart_deadline(self) -> None:
         self.device.link.deadline = time.monotonic() + self.deadline
 
-    def _load(self, pixels: np.ndarray) -> None:
+    def _load(self, codes: np.ndarray) -> None:
         """Start an inference's deadline and load its input."""
         self._restart_deadline()
-        m = self.build.model
-        self.device.load(pack_input(m, image_codes(pixels, m.input_bits), self.build.input_bytes))
+        self.device.load(self.build.program.pack(codes))
 
-    def trace(self, pixels: np.ndarray) -> list[int]:
-        """The CRC-32 of every layer's output for these pixels (0 for the head), from a second,
-        traced inference (its counts are not reported: the CRCs cost time of their own)."""
-        m = self.build.model
-        self._load(pixels)
-        return self.device.infer(m.arch.num_classes, len(m.layers), trace=True).layer_crcs
+    def trace(self, pixels: np.ndarray | None = None, codes: np.ndarray | None = None) -> list[int]:
+        """The CRC-32 of every layer's output for these pixels or input codes (0 for an arch
+        head), from a second, traced inference (its counts are not reported: the CRCs cost time
+        of their own)."""
+        prog = self.build.program
+        self._load(prog.picture_codes(pixels) if codes is None else codes)
+        return self.device.infer(self.build.manifest["num_classes"], len(prog.layers),
+                                 trace=True).layer_crcs
 
-    def infer(self, pixels: np.ndarray) -> Result:
-        """Preprocessed pixels (H, W, C uint8) -> codes -> device -> result."""
-        m = self.build.model
-        self._load(pixels)
+    def infer(self, pixels: np.ndarray | None = None, codes: np.ndarray | None = None) -> Result:
+        """Preprocessed pixels (H, W, C uint8), or the input's codes -> device -> result."""
+        prog = self.build.program
+        self._load(prog.picture_codes(pixels) if codes is None else codes)
         before = len(self.emulator.marks()) if self.emulator else 0
-        n_layers = len(m.layers)
-        r = self.device.infer(m.arch.num_classes, n_layers, per_layer=True)
+        n_layers = len(prog.layers)
+        r = self.device.infer(self.build.manifest["num_classes"], n_layers, per_layer=True)
         if self.emulator is not None and self.emulator.counting:
             counts = split_marks(self.emulator.marks()[before:], n_layers)
             if not counts:

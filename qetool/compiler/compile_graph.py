@@ -1,0 +1,115 @@
+"""`qetool compile model.tflite`: the TFLite front end -> graph IR -> plan -> render -> build/
+(docs/formats.md). build/ keeps a copy of the .tflite file (model.tflite): the model is its
+file, and every later command converts that copy again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from qetool.compiler import firmware, ir, tflite
+from qetool.compiler.ir_plan import GraphPlan, plan, scratch_bytes
+from qetool.compiler.program import GraphProgram, node_macs
+from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, to_json, write_build
+from qetool.compiler.render_graph import check_clamps, flash_bytes, graph_io, render_graph
+from qetool.device.boards import Board
+from qetool.errors import QetoolError
+
+MODEL_FILE = "model.tflite"
+"""build/'s copy of the imported model."""
+MAX_NODES = 0xFFFF
+
+
+@dataclass(frozen=True)
+class CompiledGraph:
+    graph: ir.Graph
+    plan: GraphPlan
+    model_hash: str
+    report: dict
+    sources: dict[str, str]
+
+    @property
+    def program(self) -> GraphProgram:
+        return GraphProgram(self.graph, self.plan, self.model_hash)
+
+
+def graph_report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board) -> dict:
+    """report.json of an imported model: per node weights, per-channel data, arena slice and
+    scratch; totals against the board (code Flash is measured by `qetool profile`)."""
+    rows = []
+    for n in g.nodes:
+        w = n.weights.size if n.weights is not None else 0
+        ch = 12 * len(n.requant.bias) if n.requant is not None else 0
+        buf = p.where[n.output]
+        rows.append({"id": n.name, "op": n.op, "bits_in": 8, "bits_w": 8 if w else 0,
+                     "bits_out": 8, "params": w, "weight_bytes": (w + 3) // 4 * 4,
+                     "channel_bytes": ch, "bytes": (w + 3) // 4 * 4 + ch,
+                     "macs": node_macs(g, n),
+                     "arena": {"offset": buf.offset, "bytes": buf.size},
+                     "scratch_bytes": scratch_bytes(g, n),
+                     "constant_channels": int((n.requant.mult == 0).sum()) if n.requant is not None else 0})
+    weights, channel = flash_bytes(g)
+    return {"model_hash": model_hash, "board": board.name, "source": "tflite",
+            "model_flash_bytes": weights + channel, "weights_flash_bytes": weights,
+            "channel_data_bytes": channel, "code_flash_bytes": None,
+            "arena_bytes": p.arena_bytes, "activation_bytes": p.activation_bytes,
+            "scratch_bytes": p.arena_bytes - p.activation_bytes,
+            "budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
+            "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
+            "layers": rows}
+
+
+def graph_manifest(c: CompiledGraph, board: str, board_file: str | None, class_names: list[str] | None,
+                   name: str) -> dict:
+    """manifest.json of an imported model (docs/formats.md)."""
+    x, y = graph_io(c.graph)
+    return {
+        "format": MANIFEST_FORMAT, "name": name, "board": board, "source": "tflite",
+        "model_file": MODEL_FILE, **({"board_file": board_file} if board_file else {}),
+        "model_hash": c.model_hash, "num_classes": y.channels * y.height * y.width,
+        "class_names": class_names,
+        "input": {**x.to_json(), "layout": "HWC, int8", "bytes": c.plan.where[c.graph.input].size,
+                  "arena_offset": c.plan.offset(c.graph.input)},
+        "output": {**y.to_json(), "layout": "int8"},
+        "arena_bytes": c.plan.arena_bytes,
+        "layers": [n.name for n in c.graph.nodes]}
+
+
+def compile_graph(data: bytes, where: str, board: Board, name: str) -> CompiledGraph:
+    """Everything compile does for a .tflite file's bytes, in memory."""
+    check_name(name)
+    g = tflite.parse(data, where)
+    if len(g.nodes) > MAX_NODES:
+        raise QetoolError(f"{where}: {len(g.nodes):,} operators: the firmware counts at most {MAX_NODES:,}")
+    check_clamps(g)
+    p = plan(g)
+    h = tflite.model_hash(data)
+    return CompiledGraph(g, p, h, graph_report(g, p, h, board),
+                         render_graph(g, p, h, name, f"imported {Path(where).name}"))
+
+
+def compile_tflite(path: str | Path, data: bytes, board: Board, out_dir: str | Path, force: bool,
+                   build_firmware: bool, full_map: bool, class_names: list[str] | None,
+                   name: str) -> CompiledGraph:
+    """Compile a .tflite file and write build/ (manifest.json, model.tflite, report.json, src/;
+    with `build_firmware` the firmware images too)."""
+    from qetool.checkpoint import check_class_names
+    from qetool.compiler.compile import over_budget
+
+    c = compile_graph(data, str(path), board, name)
+    if class_names is not None:
+        class_names = list(check_class_names(class_names, c.graph.output_tensor().elements,
+                                             "--class-names"))
+    over = over_budget(c.report)
+    if over and not force:
+        raise QetoolError("; ".join(over) + " (--force compiles anyway)")
+    files: dict[str, bytes | str] = {
+        "manifest.json": to_json(graph_manifest(c, board.name, BOARD_FILE if board.file_text is not None
+                                                else None, class_names, name)),
+        "report.json": to_json(c.report), MODEL_FILE: data,
+        **{f"src/{n}": text for n, text in c.sources.items()}}
+    if board.file_text is not None:
+        files[BOARD_FILE] = board.file_text
+    write_build(Path(out_dir), files,
+                (lambda d: firmware.build_firmware(d, board, full_map)) if build_firmware else None)
+    return c

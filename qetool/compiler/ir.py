@@ -1,0 +1,125 @@
+"""The graph IR (docs/ir.md): what a front end (a .tflite file, qetool.compiler.tflite) hands to
+the golden model, the memory plan and the renderer.
+
+Tensors are N x H x W x C (N = 1; a vector is 1 x 1 x 1 x C), integer codes of `bits` bits;
+code q stands for the real value scale * (q - zero_point). Nodes run in list order; each reads
+tensors produced earlier (or the graph input) and writes one new tensor.
+
+Every node with a requantization carries it folded to integers (Requant): the input zero point
+is already folded into the bias (bias - z_x * sum(w)), padded taps read the input zero point,
+and the output zero point and fused activation are in the clamp.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+
+OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool", "mean",
+       "pad", "reshape", "softmax")
+"""The IR's operators (docs/ir.md gives each one's arithmetic)."""
+ROUNDINGS = ("double",)
+"""How a Requant rounds: "double" is TFLM's (a rounding doubling high multiply, then a rounding
+shift: docs/arithmetic.md)."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An activation tensor: `name` (t<index in the source file>), `label` (its name there),
+    shape (N, H, W, C), bits and signedness of its codes, scale and zero point."""
+
+    name: str
+    label: str
+    shape: tuple[int, int, int, int]
+    bits: int
+    signed: bool
+    scale: float
+    zero_point: int
+
+    @property
+    def elements(self) -> int:
+        n, h, w, c = self.shape
+        return n * h * w * c
+
+    @property
+    def hwc(self) -> tuple[int, int, int]:
+        return self.shape[1:]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A sliding window: kernel and stride per axis, padding per side in input pixels."""
+
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    pad_top: int
+    pad_bottom: int
+    pad_left: int
+    pad_right: int
+
+
+@dataclass(frozen=True, eq=False)
+class Requant:
+    """Per output channel: y = clamp(rounding(acc + bias, mult, shift) + zero_point, lo, hi).
+    bias and mult int32, shift the exponent e of mult * 2^(e - 31) (int32), lo and hi in output
+    codes (the fused activation)."""
+
+    bias: np.ndarray
+    mult: np.ndarray
+    shift: np.ndarray
+    zero_point: int
+    lo: int
+    hi: int
+    rounding: str = "double"
+
+
+@dataclass(frozen=True, eq=False)
+class Node:
+    """One operator: `op` (OPS), input and output tensor names, a window for convs and pools,
+    int8 weights in the order its kernel reads them (conv2d OHWI, depthwise_conv2d CHW with
+    C = output channels, fully_connected OI), its requantization, and op-specific integers
+    (`attrs`, docs/ir.md)."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    output: str
+    window: Window | None = None
+    weights: np.ndarray | None = None
+    requant: Requant | None = None
+    attrs: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Graph:
+    """Tensors by name, nodes in execution order, the graph's input and output tensor."""
+
+    tensors: Mapping[str, Tensor]
+    nodes: tuple[Node, ...]
+    input: str
+    output: str
+
+    @cached_property
+    def producer(self) -> dict[str, int]:
+        """The index of the node writing each tensor (the input has none)."""
+        return {n.output: i for i, n in enumerate(self.nodes)}
+
+    @cached_property
+    def consumers(self) -> dict[str, tuple[int, ...]]:
+        """The indices of the nodes reading each tensor, in order."""
+        out: dict[str, list[int]] = {t: [] for t in self.tensors}
+        for i, n in enumerate(self.nodes):
+            for t in dict.fromkeys(n.inputs):
+                out[t].append(i)
+        return {t: tuple(v) for t, v in out.items()}
+
+    def input_tensor(self) -> Tensor:
+        return self.tensors[self.input]
+
+    def output_tensor(self) -> Tensor:
+        return self.tensors[self.output]

@@ -1,0 +1,144 @@
+"""The memory plan of a graph IR (docs/memory.md, general graphs): tensor lifetimes from the
+graph, then placement, kept apart.
+
+Lifetimes: a tensor lives from the node that writes it (the input: from node 0) to the last node
+that reads it; the graph's output to the end. Aliases share one buffer and the union of their
+lifetimes: RESHAPE's output is its input; a depthwise convolution with depth multiplier 1 and an
+ADD write over an input that dies with them (the kernels allow it, docs/ir.md). A node's scratch
+lives during that node only.
+
+Placement: buffers by decreasing size (ties: the earlier first), each at the lowest offset where
+it overlaps no placed buffer whose lifetime overlaps its own (greedy first fit, as TFLM's greedy
+planner does; qetool's planner places the scratch in the same arena).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qetool.compiler import ir
+from qetool.compiler.pack import align
+
+
+def scratch_bytes(g: ir.Graph, node: ir.Node) -> int:
+    """Kernel scratch in bytes, rounded up to 4: conv2d one output pixel's receptive field as
+    int16 (2 * kh * kw * Cin); depthwise_conv2d one padded input channel plane as int8
+    ((H + pt + pb) * (W + pl + pr)); other ops none."""
+    x = g.tensors[node.inputs[0]]
+    w = node.window
+    if node.op == "conv2d":
+        return align(2 * w.kernel_h * w.kernel_w * x.shape[3])
+    if node.op == "depthwise_conv2d":
+        return align((x.shape[1] + w.pad_top + w.pad_bottom) * (x.shape[2] + w.pad_left + w.pad_right))
+    return 0
+
+
+def tensor_bytes(t: ir.Tensor) -> int:
+    """An activation buffer: ceil(elements * bits / 8) rounded up to 4."""
+    return align((t.elements * t.bits + 7) // 8)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """One arena region: the tensors (or `<node>.scratch`) it holds, offset and size in bytes,
+    and the nodes (first, last) during which it is live."""
+
+    names: tuple[str, ...]
+    offset: int
+    size: int
+    first: int
+    last: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """Arena bytes, the buffers, and each tensor's or scratch's buffer."""
+
+    arena_bytes: int
+    buffers: tuple[Buffer, ...]
+    where: dict[str, Buffer]
+
+    def offset(self, name: str) -> int:
+        return self.where[name].offset
+
+    @property
+    def activation_bytes(self) -> int:
+        """Arena bytes the activations alone need (the plan without scratch: the same placement
+        rule over the tensor buffers only)."""
+        return _place([b for b in self._regions() if not b[0][0].endswith(".scratch")])[0]
+
+    def _regions(self) -> list[tuple[tuple[str, ...], int, int, int]]:
+        return [(b.names, b.size, b.first, b.last) for b in self.buffers]
+
+
+def _in_place(g: ir.Graph, i: int, node: ir.Node, last: dict[str, int]) -> str | None:
+    """The input a node may overwrite, if any: it dies at this node and has the output's size."""
+    y = g.tensors[node.output]
+    if node.op == "reshape":
+        return node.inputs[0]
+    if node.op == "depthwise_conv2d" and node.attrs.get("depth_multiplier") == 1:
+        cands = node.inputs[:1]
+    elif node.op == "add":
+        cands = node.inputs
+    else:
+        return None
+    for t in cands:
+        if last[t] == i and tensor_bytes(g.tensors[t]) >= tensor_bytes(y) and t != g.output:
+            return t
+    return None
+
+
+def lifetimes(g: ir.Graph) -> list[tuple[tuple[str, ...], int, int, int]]:
+    """Regions to place: (names, bytes, first node, last node), aliases merged."""
+    end = len(g.nodes) - 1
+    first = {g.input: 0, **{n.output: i for i, n in enumerate(g.nodes)}}
+    last = {t: max([first[t], *g.consumers.get(t, ())]) for t in first}
+    last[g.output] = end
+    group = {t: t for t in first}   # tensor -> its buffer's root tensor
+
+    def root(t: str) -> str:
+        while group[t] != t:
+            t = group[t]
+        return t
+
+    for i, node in enumerate(g.nodes):
+        src = _in_place(g, i, node, last)
+        if src is not None:
+            group[node.output] = root(src)
+    members: dict[str, list[str]] = {}
+    for t in first:
+        members.setdefault(root(t), []).append(t)
+    regions = []
+    for r, names in members.items():
+        size = max(tensor_bytes(g.tensors[t]) for t in names)
+        regions.append((tuple(names), size, min(first[t] for t in names), max(last[t] for t in names)))
+    for i, node in enumerate(g.nodes):
+        s = scratch_bytes(g, node)
+        if s:
+            regions.append(((f"{node.name}.scratch",), s, i, i))
+    return regions
+
+
+def _place(regions: list[tuple[tuple[str, ...], int, int, int]]) -> tuple[int, list[Buffer]]:
+    """Greedy first fit by decreasing size; returns the arena size and the buffers."""
+    placed: list[Buffer] = []
+    for names, size, f, l in sorted(regions, key=lambda r: (-r[1], r[2])):
+        clash = sorted((b.offset, b.end) for b in placed if b.first <= l and f <= b.last)
+        at = 0
+        for lo, hi in clash:
+            if at + size <= lo:
+                break
+            at = max(at, hi)
+        placed.append(Buffer(names, at, size, f, l))
+    return max((b.end for b in placed), default=0), placed
+
+
+def plan(g: ir.Graph) -> GraphPlan:
+    """Lifetimes, then placement (see the module docstring)."""
+    arena, buffers = _place(lifetimes(g))
+    where = {n: b for b in buffers for n in b.names}
+    return GraphPlan(align(arena), tuple(buffers), where)
