@@ -24,7 +24,6 @@ from qetool.device.boards import load_board  # noqa: E402
 from qetool.device.builddir import BuildDir  # noqa: E402
 from qetool.device.emulator import run_batch  # noqa: E402
 from qetool.compiler.hostrun import pack_input  # noqa: E402
-from qetool.device.profile import layer_macs  # noqa: E402
 
 BITS_A = range(3, 9)
 BITS_W = range(2, 9)
@@ -49,7 +48,7 @@ def main() -> None:
                 r = run_batch(build.board.emulator.machine, build.elf("emu"),
                               [pack_input(m, img, build.input_bytes)], 2, len(m.layers))
                 counts = dict(zip((l.id for l in m.layers), r.counts[0].layers))
-                per_mac[a, w] = {op: counts[f"b1.{op}"] / layer_macs(next(l for l in m.layers if l.id == f"b1.{op}"))
+                per_mac[a, w] = {op: counts[f"b1.{op}"] / next(l.macs for l in build.program.layers if l.id == f"b1.{op}")
                                  for op in ("expand", "dw", "project")}
     for op in ("expand", "dw", "project"):
         rows = [(f"a{a}", *(f"{per_mac[a, w][op]:.2f}" for w in BITS_W)) for a in BITS_A]

@@ -72,9 +72,15 @@ def symbol(name: str, layer_id: str) -> str:
     return f"{name}_{layer_id.replace('.', '_')}"
 
 
+GRAPH_KERNELS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool",
+                 "pad", "softmax")
+"""The C functions of an imported model's kernels, after the model's name (render_graph.KERNELS)."""
+
+
 def model_symbols(name: str) -> tuple[str, ...]:
-    """The ELF symbols that make up a model's code: its kernels, its functions, its layer table."""
-    return (*(f"{name}_{fn}" for fn in KERNEL_FUNCTIONS.values()),
+    """The ELF symbols that make up a model's code: its kernels (either front end's), its
+    functions, its layer table."""
+    return (*(f"{name}_{fn}" for fn in (*KERNEL_FUNCTIONS.values(), *GRAPH_KERNELS)),
             *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from qetool.compiler import ir
 from qetool.compiler.ir_plan import GraphPlan
-from qetool.compiler.render import IOTensor, environment, symbol
+from qetool.compiler.render import GRAPH_KERNELS, IOTensor, environment, symbol
 from qetool.errors import QetoolError
 
 KERNELS = {"conv2d": "KxK convolution (any kernel and stride), HWC. Scratch: 2*kh*kw*c_in bytes (int16 taps).",
@@ -23,6 +23,7 @@ KERNELS = {"conv2d": "KxK convolution (any kernel and stride), HWC. Scratch: 2*k
            "pad": "Pad H and W with the output zero point. No scratch.",
            "softmax": "TFLM's int8 softmax over channels. No scratch."}
 """The C kernel of each IR op (reshape has none: it is an alias) and its header comment."""
+assert tuple(KERNELS) == GRAPH_KERNELS
 LAYOUTS = {"conv2d": "OHWI", "depthwise_conv2d": "CHW (C = output channels)", "fully_connected": "OI"}
 SOURCES = {"model.h": "{}.h", "graph_model.c": "{}.c", "graph_kernels.h": "{}_kernels.h",
            "graph_kernels.c": "{}_kernels.c", "graph_weights.h": "{}_weights.h",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qetool.compiler.lower import LoweredLayer
 from qetool.compiler.render import model_symbols
 from qetool.table import render
 from qetool.device.builddir import BuildDir
@@ -67,30 +66,23 @@ def model_code_bytes(elf: Path, name: str) -> int:
     return sum(symbol_sizes(elf, (*model_symbols(name), "memset")).values())
 
 
-def layer_macs(layer: LoweredLayer) -> int:
-    """Multiply-accumulates of one layer (the head: its sums and its FC)."""
-    if layer.op == "head":
-        return layer.h_in * layer.w_in * layer.cin + layer.cin * layer.cout
-    per_out = layer.kernel * layer.kernel * (1 if layer.depthwise else layer.cin)
-    return layer.h_out * layer.w_out * layer.cout * per_out
-
-
 def profile(session: Session, elf: Path) -> dict:
     """Measure: ELF sizes, one inference of the sample picture, the stack high-water mark."""
     build: BuildDir = session.build
     board = build.board
     sizes = elf_sizes(elf)
-    result: Result = session.infer(sample_pixels(build.model.arch.resolution))
+    prog = build.program
+    result: Result = session.infer(sample_pixels(prog.picture_size))
     stats = session.device.stats()
     report = build.report
     unit = None if result.count is None else "cycles" if result.counter == Counter.CYCLES else "instructions"
     layers = []
-    for i, layer in enumerate(build.model.layers):
+    for i, layer in enumerate(prog.layers):
         count = result.layer_counts[i] if result.layer_counts else None
-        macs = layer_macs(layer)
-        layers.append({"id": layer.id, "op": layer.op, "bits_in": layer.bits_x, "bits_w": layer.bits_w,
+        macs = layer.macs
+        layers.append({"id": layer.id, "op": layer.op, "bits_in": layer.bits_in, "bits_w": layer.bits_w,
                        "macs": macs, unit or "count": count,
-                       "per_mac": round(count / macs, 3) if count else None})
+                       "per_mac": round(count / macs, 3) if count and macs else None})
     sram = sizes.data_bytes + sizes.bss_bytes + stats.stack_used_bytes
     doc = {
         "board": board.name, "target": "emulator" if session.emulator else "board",
@@ -137,13 +129,16 @@ def profile_table(doc: dict) -> str:
             pct(doc["stack_bytes"], doc["stack_reserved_bytes"]), "")]
     out = [f"{doc['board']} ({doc['target']}), model {doc['model_hash']}", "",
            render(("memory", "measured B", "limit B", "used", "estimate B"), mem), "",
-           f"model code {doc['model_code_bytes']:,} B (estimate {doc['estimate_code_bytes']:,} B); "
+           f"model code {doc['model_code_bytes']:,} B "
+           + (f"(estimate {doc['estimate_code_bytes']:,} B); " if doc["estimate_code_bytes"] is not None
+              else "(not estimated for imported models); ") +
            f"runtime beside the model: Flash {doc['runtime_flash_bytes']:,} B, "
            f"SRAM {doc['runtime_sram_bytes']:,} B"]
     unit = doc["counter"]
     if unit != "none":
         rows = [(l["id"], l["op"], f"a{l['bits_in']}/w{l['bits_w']}", f"{l['macs']:,}",
-                 f"{l[unit]:,}", f"{l['per_mac']:.2f}") for l in doc["layers"]]
+                 f"{l[unit]:,}", f"{l['per_mac']:.2f}" if l["per_mac"] is not None else "-")
+                for l in doc["layers"]]
         total = doc[unit]
         foot = [("total", "", "", f"{doc['macs']:,}", f"{total:,}", f"{total / doc['macs']:.2f}")]
         head = f"{unit} (estimate)" if doc["estimated"] else unit
