@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qetool.compiler import ir_golden, tflite, tflm_ref  # noqa: E402
+from qetool.compiler import ir_golden, tflm_ref  # noqa: E402
 from qetool.compiler.compile import compile_model  # noqa: E402
 from qetool.device.boards import load_board  # noqa: E402
 from qetool.device.builddir import BuildDir  # noqa: E402

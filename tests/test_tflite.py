@@ -55,6 +55,13 @@ def valid_and_pads() -> bytes:
     return b.finish(x)
 
 
+def means() -> bytes:
+    """MEAN over H and W with and without keep_dims, on odd sizes."""
+    b = Builder((7, 5, 6), seed=6, in_zp=10)
+    x = b.conv(b.input, 8, (3, 3), (1, 1), "same", "relu")
+    return b.finish(b.fully_connected(b.mean(x, keep_dims=True), 4))
+
+
 def ds_cnn() -> bytes:
     """A DS-CNN keyword spotter's shape: 49x10x1, a 10x4 stride-2 conv, depthwise-separable
     blocks, average pool, FC, softmax."""
@@ -80,8 +87,8 @@ def resnet8() -> bytes:
 
 
 def mbconv() -> bytes:
-    """An MBConv network with PAD + VALID depthwise stride 2 and a depth multiplier of 8 on one
-    channel (person_detect's first op)."""
+    """An MBConv network with PAD + VALID depthwise stride 2, a depth multiplier of 8 on one
+    channel (person_detect's first op), a 5x5 depthwise, residual ADD, max pool and MEAN."""
     b = Builder((20, 20, 1), seed=5, in_zp=-1)
     x = b.conv(b.input, 0, (3, 3), (2, 2), "same", "relu6", depthwise=8)
     e = b.conv(x, 24, (1, 1), act="relu6")
@@ -91,10 +98,10 @@ def mbconv() -> bytes:
     e2 = b.conv(y, 24, (1, 1), act="relu6")
     d2 = b.conv(e2, 0, (5, 5), (1, 1), "same", "relu6", depthwise=1)
     y2 = b.add(y, b.conv(d2, 8, (1, 1)))
-    return b.finish(b.pool(y2, (2, 2), (1, 1), "valid", "max"))
+    return b.finish(b.mean(b.pool(y2, (2, 2), (1, 1), "valid", "max"), keep_dims=False))
 
 
-SYNTHETIC = {"chain": chain, "valid_and_pads": valid_and_pads, "ds_cnn": ds_cnn,
+SYNTHETIC = {"chain": chain, "valid_and_pads": valid_and_pads, "ds_cnn": ds_cnn, "means": means,
              "resnet8": resnet8, "mbconv": mbconv}
 
 

@@ -57,8 +57,8 @@ class Builder:
         """A new activation tensor calibrated on `real` (after the activation)."""
         lo, hi = float(real.min()), float(real.max())
         lo, hi = min(lo, 0.0), max(hi, 1e-3)
-        scale = (hi - lo) / 250.0
-        zp = int(np.clip(round(-128 + 2 - lo / scale), -128, 127))
+        scale = (hi - lo) / 200.0
+        zp = int(np.clip(round(-128 + 27 - lo / scale), -128, 127))
         idx = self._tensor(real.shape[1:], scale, zp, name)
         self.real[idx] = self._fake(real, scale, zp)
         return idx
@@ -202,6 +202,17 @@ class Builder:
         o = s.ReshapeOptionsT()
         o.newShape = np.array([1, flat.shape[1]], dtype=np.int32)
         self._op(OPS.RESHAPE, [x], y, s.BuiltinOptions.ReshapeOptions, o)
+        return y
+
+    def mean(self, x: int, keep_dims: bool = True) -> int:
+        """MEAN over H and W, requantized to a new scale."""
+        xr = self.real[x]
+        axis = self._tensor((2,), None, None, "axis", 2, np.array([1, 2], dtype=np.int32))
+        out = xr.mean(axis=(1, 2), keepdims=True)
+        y = self._out(out if keep_dims else out.reshape(out.shape[0], -1), "mean")
+        o = s.ReducerOptionsT()
+        o.keepDims = keep_dims
+        self._op(OPS.MEAN, [x, axis], y, s.BuiltinOptions.ReducerOptions, o)
         return y
 
     def softmax(self, x: int) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from qetool.compiler import ir
-from qetool.compiler.tflm_math import multiply_by_quantized_multiplier, rounding_divide_by_pot, softmax_int8
+from qetool.compiler.tflm_math import multiply_by_quantized_multiplier, softmax_int8
 
 
 def _padded(x: np.ndarray, w: ir.Window, value: int) -> np.ndarray:
@@ -91,6 +91,10 @@ def run_node(g: ir.Graph, node: ir.Node, values: dict[str, np.ndarray]) -> np.nd
         out = pool(node, x, hw)
     elif node.op == "add":
         out = add(node, x, values[node.inputs[1]])
+    elif node.op == "mean":
+        t = node.attrs
+        acc = (x.astype(np.int64) - t["zp_in"]).sum(axis=(0, 1))
+        out = np.clip(multiply_by_quantized_multiplier(acc, t["mult"], t["shift"]) + t["zp_out"], -128, 127)
     elif node.op == "pad":
         out = _padded(x, node.window, node.attrs["value"])
     elif node.op == "reshape":

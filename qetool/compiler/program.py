@@ -134,6 +134,8 @@ def node_macs(g: ir.Graph, n: ir.Node) -> int:
         return n.weights.size
     if n.op in ("avg_pool", "max_pool"):
         return y.elements * n.window.kernel_h * n.window.kernel_w
+    if n.op == "mean":
+        return g.tensors[n.inputs[0]].elements
     return y.elements if n.op in ("add", "softmax") else 0
 
 

@@ -73,7 +73,7 @@ def symbol(name: str, layer_id: str) -> str:
 
 
 GRAPH_KERNELS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool",
-                 "pad", "softmax")
+                 "mean", "pad", "softmax")
 """The C functions of an imported model's kernels, after the model's name (render_graph.KERNELS)."""
 
 

@@ -20,6 +20,7 @@ KERNELS = {"conv2d": "KxK convolution (any kernel and stride), HWC. Scratch: 2*k
            "add": "Elementwise ADD of two tensors of one shape (TFLM's int8 arithmetic). No scratch.",
            "avg_pool": "Average pool over the in-bounds taps, rounded half away from zero. No scratch.",
            "max_pool": "Max pool over the in-bounds taps. No scratch.",
+           "mean": "MEAN over H and W (TFLM's integer path). No scratch.",
            "pad": "Pad H and W with the output zero point. No scratch.",
            "softmax": "TFLM's int8 softmax over channels. No scratch."}
 """The C kernel of each IR op (reshape has none: it is an alias) and its header comment."""
@@ -71,6 +72,8 @@ def _params(node: ir.Node) -> list[int]:
         return [t["zp_b"], t["mult_a"], t["shift_a"], t["mult_b"], t["shift_b"], t["mult_out"], t["shift_out"]]
     if node.op == "softmax":
         return [t["mult"], t["shift"], t["diff_min"]]
+    if node.op == "mean":
+        return [t["mult"], t["shift"]]
     return []
 
 

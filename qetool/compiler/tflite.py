@@ -8,6 +8,7 @@ tflite-micro is imported only here and only when a .tflite file is compiled.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ INT8, INT32, FLOAT32, INT16, UINT8 = 9, 2, 0, 7, 3
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8",
               17: "int4"}
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
-             "MAX_POOL_2D", "PAD", "RESHAPE", "SOFTMAX")
+             "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX")
 """TFLite operators the front end imports."""
 ADD_LEFT_SHIFT = 20
 """TFLM's int8 ADD shifts both inputs left by this before rescaling."""
@@ -308,6 +309,24 @@ def _reshape(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
     return ir.Node(name, "reshape", (x.name,), y.name)
 
 
+def _mean(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+    """MEAN over H and W: TFLM's integer path, the multiplier of s_x / s_y pre-divided by the
+    count N: M' = (M << k) / N, e' = e - k with k = min(floor(log2 N), 32, 31 + e)."""
+    x = r.tensors[r.activation(op.inputs[0])]
+    y = r.tensors[r.activation(op.outputs[0])]
+    axes = r.data(op.inputs[1], np.int32, f"{name} axes") if r.raw(op.inputs[1]).type == INT32 else None
+    if axes is None or sorted(int(a) % 4 for a in axes.reshape(-1)) != [1, 2]:
+        r.fail(f"{name}: only MEAN over H and W (axes 1 and 2) is supported")
+    if y.elements != x.shape[3]:
+        r.fail(f"{name}: {x.shape[3]} channels in, {y.elements} values out")
+    n = x.shape[1] * x.shape[2]
+    m, e = quantize_multiplier(float(x.scale) / float(y.scale))
+    shift = min(int(math.floor(math.log2(n))), 32, 31 + e)
+    return ir.Node(name, "mean", (x.name,), y.name,
+                   attrs={"zp_in": x.zero_point, "zp_out": y.zero_point,
+                          "mult": (m << shift) // n, "shift": e - shift})
+
+
 def _softmax(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
@@ -326,7 +345,7 @@ _CONVERT = {
     "FULLY_CONNECTED": _fully_connected, "ADD": _add,
     "AVERAGE_POOL_2D": lambda r, k, n, op, o: _pool(r, k, n, op, o, "avg_pool"),
     "MAX_POOL_2D": lambda r, k, n, op, o: _pool(r, k, n, op, o, "max_pool"),
-    "PAD": _pad, "RESHAPE": _reshape, "SOFTMAX": _softmax}
+    "MEAN": _mean, "PAD": _pad, "RESHAPE": _reshape, "SOFTMAX": _softmax}
 """Each supported operator's converter: (reader, index, node name, operator, options) -> Node."""
 
 

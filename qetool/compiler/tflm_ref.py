@@ -11,7 +11,7 @@ from qetool.errors import QetoolError
 
 def available() -> bool:
     try:
-        from tflite_micro.python.tflite_micro import runtime  # noqa: F401
+        import tflite_micro.python.tflite_micro.runtime  # noqa: F401
     except ImportError:
         return False
     return True

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from qetool.compiler import golden
 from qetool.errors import QetoolError
-from qetool.preprocess import image_codes, list_images, load_pixels
+from qetool.preprocess import list_images, load_pixels
 from qetool.table import render
 from qetool.device.builddir import BuildDir
 from qetool.device.session import connect
@@ -126,19 +125,19 @@ class TorchReference:
 def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: str | None,
              baud: int, limit: int | None) -> EvalReport:
     build = BuildDir(Path(build_dir))
-    m = build.model
-    classes, items = _select(Path(data_dir), limit, m.arch.num_classes)
+    prog = build.program
+    classes, items = _select(Path(data_dir), limit, build.manifest["num_classes"])
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
     counts: list[int] = []
     counter: str | None = None
-    reference = TorchReference.open(build) if host else None
+    reference = TorchReference.open(build) if host and not build.imported else None
     golden_logits = []
     start = time.perf_counter()
     if host:
         for path, label in tqdm(items, desc="eval (host)", unit="img"):
-            codes = image_codes(load_pixels(path, m.arch.resolution), m.input_bits)
-            r = golden.run(m, codes)
+            codes = prog.picture_codes(load_pixels(path, prog.picture_size))
+            r = prog.golden(codes)
             confusion[label, r.label] += 1
             golden_logits.append(r.logits)
             if reference is not None:
@@ -147,7 +146,7 @@ def evaluate(build_dir: str, data_dir: str, host: bool, emulator: bool, port: st
     else:
         with connect(build, emulator, port, baud) as session:
             for path, label in tqdm(items, desc="eval", unit="img"):
-                r = session.infer(load_pixels(path, m.arch.resolution))
+                r = session.infer(load_pixels(path, prog.picture_size))
                 confusion[label, r.label] += 1
                 if r.count is not None:
                     counts.append(r.count)
