@@ -56,10 +56,11 @@ def valid_and_pads() -> bytes:
 
 
 def means() -> bytes:
-    """MEAN over H and W with and without keep_dims, on odd sizes."""
+    """MEAN over H and W with keep_dims on odd sizes, in a model with a float input and output
+    (QUANTIZE and DEQUANTIZE at its edges)."""
     b = Builder((7, 5, 6), seed=6, in_zp=10)
     x = b.conv(b.input, 8, (3, 3), (1, 1), "same", "relu")
-    return b.finish(b.fully_connected(b.mean(x, keep_dims=True), 4))
+    return b.finish(b.float_edges(b.fully_connected(b.mean(x, keep_dims=True), 4)))
 
 
 def ds_cnn() -> bytes:
@@ -266,3 +267,28 @@ def test_weights_and_seed_do_not_apply_to_a_tflite_file(tmp_path):
     (tmp_path / "m.tflite").write_bytes(chain())
     r = qetool("compile", str(tmp_path / "m.tflite"), "--board", "stm32f746", "--seed", "3", "-o", str(tmp_path / "b"))
     assert r.returncode == 2 and "--weights and --seed do not apply" in r.stderr
+
+
+def test_run_host_takes_float_input_for_a_float_model_and_prints_tflms_floats(tmp_path):
+    import json
+
+    from tflite_micro.python.tflite_micro import runtime
+
+    data = means()
+    (tmp_path / "m.tflite").write_bytes(data)
+    assert qetool("compile", str(tmp_path / "m.tflite"), "--board", "stm32f746", "-o",
+                  str(tmp_path / "b")).returncode == 0
+    x = np.random.default_rng(5).normal(0, 1.0, size=(1, 7, 5, 6)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = qetool("run", str(tmp_path / "b"), "--host", "--input", str(tmp_path / "x.npy"), "--json", "--check")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    itp = runtime.Interpreter.from_bytes(data)
+    itp.set_input(x, 0)
+    itp.invoke()
+    want = itp.get_output(0).reshape(-1)
+    assert np.array_equal(np.array(doc["values"], np.float32), want)
+    assert doc["class"] == int(np.argmax(want)) and doc["check"]["same"]
+    np.save(tmp_path / "bad.npy", np.zeros((7, 6, 5), np.int8))
+    r = qetool("run", str(tmp_path / "b"), "--host", "--input", str(tmp_path / "bad.npy"))
+    assert r.returncode == 2 and "shape [7, 5, 6]" in r.stderr and len(r.stderr.splitlines()) == 1

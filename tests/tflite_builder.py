@@ -225,6 +225,19 @@ class Builder:
         self._op(OPS.SOFTMAX, [x], y, s.BuiltinOptions.SoftmaxOptions, o)
         return y
 
+    def float_edges(self, output: int) -> int:
+        """Make the model float at both ends: a float32 input QUANTIZEd to the current int8
+        input, and a DEQUANTIZE of `output` to float32 (the new output)."""
+        i8 = self.input
+        shape = self.tensors[i8].shape
+        f_in = self._tensor(tuple(shape[1:]), None, None, "float_input", 0)
+        self.input = f_in
+        self._op(OPS.QUANTIZE, [f_in], i8, 0, None)
+        self.ops.insert(0, self.ops.pop())
+        f_out = self._tensor(tuple(self.tensors[output].shape[1:]), None, None, "float_output", 0)
+        self._op(OPS.DEQUANTIZE, [output], f_out, 0, None)
+        return f_out
+
     def finish(self, output: int) -> bytes:
         m = s.ModelT()
         m.version = 3

@@ -69,8 +69,8 @@ def graph_manifest(c: CompiledGraph, board: str, board_file: str | None, class_n
         "model_hash": c.model_hash, "num_classes": y.channels * y.height * y.width,
         "class_names": class_names,
         "input": {**x.to_json(), "layout": "HWC, int8", "bytes": c.plan.where[c.graph.input].size,
-                  "arena_offset": c.plan.offset(c.graph.input)},
-        "output": {**y.to_json(), "layout": "int8"},
+                  "arena_offset": c.plan.offset(c.graph.input), "float": c.graph.float_input},
+        "output": {**y.to_json(), "layout": "int8", "float": c.graph.float_output},
         "arena_bytes": c.plan.arena_bytes,
         "layers": [n.name for n in c.graph.nodes]}
 

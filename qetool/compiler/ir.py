@@ -97,12 +97,16 @@ class Node:
 
 @dataclass(frozen=True, eq=False)
 class Graph:
-    """Tensors by name, nodes in execution order, the graph's input and output tensor."""
+    """Tensors by name, nodes in execution order, the graph's input and output tensor; a float
+    input is quantized and a float output dequantized on the host (`float_input`,
+    `float_output`: the model's QUANTIZE and DEQUANTIZE edges)."""
 
     tensors: Mapping[str, Tensor]
     nodes: tuple[Node, ...]
     input: str
     output: str
+    float_input: bool = False
+    float_output: bool = False
 
     @cached_property
     def producer(self) -> dict[str, int]:

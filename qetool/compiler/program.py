@@ -18,6 +18,7 @@ from qetool.compiler.pack import pack_bits
 from qetool.compiler.plan import Plan
 from qetool.compiler.render import IOTensor, model_io
 from qetool.compiler.render_graph import graph_io
+from qetool.compiler.tflm_math import dequantize, quantize_float
 from qetool.errors import QetoolError
 from qetool.preprocess import image_codes, int8_image_codes
 
@@ -65,6 +66,8 @@ class Program:
         x = self.input
         a = np.asarray(codes)
         want = (x.height, x.width, x.channels)
+        if a.shape in (want, (1, *want)) and a.dtype.kind == "f":
+            return self.quantize_input(a, where).reshape(want).astype(np.int32)
         if a.shape not in (want, (1, *want)) or a.dtype.kind not in "iu":
             raise QetoolError(f"{where}: the input tensor is {a.dtype}{list(a.shape)}; the model "
                               f"takes integers of shape {list(want)}")
@@ -77,6 +80,14 @@ class Program:
 
     def picture_codes(self, pixels: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def quantize_input(self, values: np.ndarray, where: str) -> np.ndarray:
+        """A float input tensor's codes (only models with a float input take one)."""
+        raise QetoolError(f"{where}: float values, but the model's input is {self.input.bits}-bit codes")
+
+    def output_values(self, codes: np.ndarray) -> list[float] | None:
+        """The output's real values where the model's own output is float, else None."""
+        return None
 
     def pack(self, codes: np.ndarray) -> bytes:
         raise NotImplementedError
@@ -150,6 +161,18 @@ class GraphProgram(Program):
 
     def picture_codes(self, pixels: np.ndarray) -> np.ndarray:
         return int8_image_codes(pixels, self.input.channels)
+
+    def quantize_input(self, values: np.ndarray, where: str) -> np.ndarray:
+        if not self.graph.float_input:
+            return super().quantize_input(values, where)
+        if not np.isfinite(values).all():
+            raise QetoolError(f"{where}: the input holds NaN or infinite values")
+        return quantize_float(values, self.input.scale, self.input.zero_point)
+
+    def output_values(self, codes: np.ndarray) -> list[float] | None:
+        if not self.graph.float_output:
+            return None
+        return dequantize(codes, self.output.scale, self.output.zero_point).tolist()
 
     def pack(self, codes: np.ndarray) -> bytes:
         data = np.asarray(codes, dtype=np.int8).tobytes()

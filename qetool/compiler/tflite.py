@@ -26,7 +26,8 @@ INT8, INT32, FLOAT32, INT16, UINT8 = 9, 2, 0, 7, 3
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8",
               17: "int4"}
 SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D",
-             "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX")
+             "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX",
+             "QUANTIZE (input edge)", "DEQUANTIZE (output edge)")
 """TFLite operators the front end imports."""
 ADD_LEFT_SHIFT = 20
 """TFLM's int8 ADD shifts both inputs left by this before rescaling."""
@@ -65,6 +66,14 @@ class _Reader:
         self.g = model.subgraphs[0]
         self.names = _op_names(s)
         self.tensors: dict[str, ir.Tensor] = {}
+
+    def opname(self, op: Any) -> str:
+        """The operator's builtin name (e.g. CONV_2D)."""
+        if not 0 <= op.opcodeIndex < len(self.m.operatorCodes or []):
+            self.fail(f"operator code index {op.opcodeIndex} out of range")
+        code = self.m.operatorCodes[op.opcodeIndex]
+        n = max(code.builtinCode, code.deprecatedBuiltinCode)
+        return self.names.get(n, f"builtin {n}")
 
     def fail(self, msg: str) -> None:
         raise QetoolError(f"{self.where}: {msg}")
@@ -367,16 +376,36 @@ def parse(data: bytes, where: str) -> ir.Graph:
         raise QetoolError(f"{where}: malformed model ({type(e).__name__}: {e})") from None
 
 
+def _edges(r: _Reader, ops: list[tuple[int, Any]]) -> tuple[int, int, bool, bool, list[tuple[int, Any]]]:
+    """A float model's QUANTIZE at the input and DEQUANTIZE at the output run on the host (the C
+    stays integer-only): the graph starts at the QUANTIZE's int8 output and ends at the
+    DEQUANTIZE's int8 input. Returns input and output tensor indices, whether each edge is
+    float, and the remaining operators."""
+    g = r.g
+    x, y = int(g.inputs[0]), int(g.outputs[0])
+    float_in = float_out = False
+    if ops and r.opname(ops[0][1]) == "QUANTIZE" and int(ops[0][1].inputs[0]) == x \
+            and r.raw(x).type == FLOAT32:
+        x, float_in, ops = int(ops[0][1].outputs[0]), True, ops[1:]
+    if ops and r.opname(ops[-1][1]) == "DEQUANTIZE" and int(ops[-1][1].outputs[0]) == y \
+            and r.raw(y).type == FLOAT32:
+        y, float_out, ops = int(ops[-1][1].inputs[0]), True, ops[:-1]
+    return x, y, float_in, float_out, ops
+
+
 def _convert(r: _Reader) -> ir.Graph:
     g = r.g
     if g.inputs is None or g.outputs is None or len(g.inputs) != 1 or len(g.outputs) != 1:
         r.fail("the model needs exactly one input and one output")
-    r.activation(int(g.inputs[0]))
+    x, y, float_in, float_out, ops = _edges(r, list(enumerate(g.operators or [])))
+    r.activation(x)
     nodes: list[ir.Node] = []
-    written = {f"t{int(g.inputs[0])}"}
-    for k, op in enumerate(g.operators or []):
-        code = r.m.operatorCodes[op.opcodeIndex]
-        opname = r.names.get(max(code.builtinCode, code.deprecatedBuiltinCode), str(code.builtinCode))
+    written = {f"t{x}"}
+    for k, op in ops:
+        opname = r.opname(op)
+        if opname in ("QUANTIZE", "DEQUANTIZE"):
+            r.fail(f"operator {k} ({opname}) is supported only as the model's first (QUANTIZE of a "
+                   "float input) or last (DEQUANTIZE to a float output) operator")
         if opname not in _CONVERT:
             r.fail(f"operator {k} ({opname}) is not supported; supported: {', '.join(SUPPORTED)}")
         if op.outputs is None or len(op.outputs) != 1 or op.inputs is None or len(op.inputs) < 1:
@@ -391,10 +420,9 @@ def _convert(r: _Reader) -> ir.Graph:
         nodes.append(node)
     if not nodes:
         r.fail("the model has no operators")
-    out = f"t{int(g.outputs[0])}"
-    if out not in written or out == f"t{int(g.inputs[0])}":
+    if f"t{y}" not in written or y == x:
         r.fail("the model's output is not written by any operator")
-    return ir.Graph(dict(r.tensors), tuple(nodes), f"t{int(g.inputs[0])}", out)
+    return ir.Graph(dict(r.tensors), tuple(nodes), f"t{x}", f"t{y}", float_in, float_out)
 
 
 def load(path: str | Path) -> tuple[ir.Graph, bytes]:

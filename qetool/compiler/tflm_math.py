@@ -80,6 +80,19 @@ def saturating_shift_left(x: np.ndarray, n: int) -> np.ndarray:
     return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << n))
 
 
+def quantize_float(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLM's QUANTIZE to int8: round(x / scale) (float32, half away from zero) + zero point,
+    clamped to int8."""
+    q = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    r = np.sign(q) * np.floor(np.abs(q) + np.float32(0.5))
+    return np.clip(r.astype(np.int64) + zero_point, -128, 127)
+
+
+def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """TFLM's DEQUANTIZE: float32(double(scale) * (q - zero point))."""
+    return (float(np.float32(scale)) * (np.asarray(q, dtype=np.float64) - zero_point)).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 # gemmlowp fixed point, for the int8 softmax. Q(k) holds k integer bits and 31 - k fraction bits.
 

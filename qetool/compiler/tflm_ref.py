@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from qetool.compiler import ir
+from qetool.compiler.tflm_math import dequantize
 from qetool.errors import QetoolError
 
 
@@ -31,7 +32,12 @@ class TflmReference:
 
     def run(self, g: ir.Graph, codes: np.ndarray) -> dict[str, np.ndarray]:
         """Every node's output codes (by node name, shaped as the IR tensor) for input `codes`."""
-        self.itp.set_input(np.asarray(codes, dtype=np.int8).reshape(self.itp.get_input_details(0)["shape"]), 0)
+        detail = self.itp.get_input_details(0)
+        x = np.asarray(codes).reshape(detail["shape"])
+        if g.float_input:   # values that TFLM's QUANTIZE maps back to exactly these codes
+            t = g.input_tensor()
+            x = dequantize(x, t.scale, t.zero_point)
+        self.itp.set_input(x.astype(np.float32 if g.float_input else np.int8), 0)
         self.itp.invoke()
         return {n.name: np.asarray(self.itp.GetTensor(int(n.output[1:]), 0)["tensor_data"])
                 .astype(np.int32).reshape(g.tensors[n.output].hwc) for n in g.nodes}

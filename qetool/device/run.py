@@ -34,10 +34,12 @@ class RunResult:
     unit: str | None = None
     same: bool | None = None
     difference: str | None = None
+    values: list[float] | None = None
 
     def to_json(self, build: BuildDir) -> dict:
         names = build.manifest.get("class_names")
-        return {"input": self.name, "output": self.output, "class": self.label,
+        return {"input": self.name, "output": self.output,
+                **({"values": self.values} if self.values is not None else {}), "class": self.label,
                 "class_name": names[self.label] if names else None, "count": self.count,
                 "unit": self.unit, "check": None if self.same is None else
                 {"same": self.same, "difference": self.difference}}
@@ -121,4 +123,5 @@ def run_inputs(build_dir: str, host: bool, emulator: bool, port: str | None, bau
                 d = session.infer(codes=codes)
                 r = RunResult(name, d.logits, d.label, d.count,
                               UNITS[d.counter] if d.count is not None else None)
+            r.values = prog.output_values(np.array(r.output))
             yield build, (_checked(build, session, r, codes, want, reference) if check else r)
