@@ -138,6 +138,7 @@ class Seeds:
     images: list[bytes]
     board_text: str
     work: Path
+    tflite: bytes
 
     @staticmethod
     def make(root: Path) -> "Seeds":
@@ -159,7 +160,20 @@ class Seeds:
         work.mkdir()
         return Seeds(arch, A.to_dict(arch), weights, dict(np.load(io.BytesIO(weights))), root / "build",
                      json.loads((root / "build" / "manifest.json").read_text()), lowered,
-                     dict(np.load(io.BytesIO(lowered))), images, (BOARDS / "stm32f412.toml").read_text(), work)
+                     dict(np.load(io.BytesIO(lowered))), images, (BOARDS / "stm32f412.toml").read_text(), work,
+                     _small_tflite())
+
+
+def _small_tflite() -> bytes:
+    """A small int8 model of most imported ops (tests/tflite_builder.py)."""
+    from tflite_builder import Builder
+
+    b = Builder((6, 5, 2), seed=0, in_zp=-3)
+    x = b.conv(b.input, 4, (3, 3), (2, 1), "same", "relu6")
+    d = b.conv(x, 0, (3, 3), (1, 1), "valid", "relu", depthwise=2)
+    y = b.add(b.conv(b.pad(d, 1, 1, 1, 1), 4, (1, 1)), x)
+    m = b.mean(b.pool(y, (2, 2), (1, 1), "same", "avg"))
+    return b.finish(b.softmax(b.fully_connected(b.reshape(m), 3, weight_scale=0.1)))
 
 
 def _file(seeds: Seeds, name: str, content: bytes | str) -> Path:
@@ -194,6 +208,13 @@ def fuzz_manifest(data: st.DataObject, s: Seeds) -> None:
     _ = (b.model, b.board, b.input_bytes, b.name, b.report)
 
 
+def fuzz_tflite(data: st.DataObject, s: Seeds) -> None:
+    """The TFLite front end through the plan and the C sources."""
+    from qetool.compiler.compile_graph import compile_graph
+
+    compile_graph(mutate_bytes(data, s.tflite), "fuzz.tflite", load_board("stm32f746"), "qe_model")
+
+
 def fuzz_image(data: st.DataObject, s: Seeds) -> None:
     read_image(_file(s, "x.img", mutate_bytes(data, data.draw(st.sampled_from(s.images)))))
 
@@ -214,7 +235,8 @@ def fuzz_board(data: st.DataObject, s: Seeds) -> None:
 
 TARGETS: dict[str, Callable[[st.DataObject, Seeds], None]] = {
     "arch.json": fuzz_arch, "weights file": fuzz_weights, "lowered.npz": fuzz_lowered,
-    "manifest.json": fuzz_manifest, "image": fuzz_image, "board file": fuzz_board}
+    "manifest.json": fuzz_manifest, "image": fuzz_image, "board file": fuzz_board,
+    "tflite": fuzz_tflite}
 """Each loader and the function that feeds it one mutated input."""
 
 

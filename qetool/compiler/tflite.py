@@ -29,6 +29,12 @@ SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_
              "MAX_POOL_2D", "MEAN", "PAD", "RESHAPE", "SOFTMAX",
              "QUANTIZE (input edge)", "DEQUANTIZE (output edge)")
 """TFLite operators the front end imports."""
+MIN_INPUTS = {"CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "FULLY_CONNECTED": 2, "ADD": 2, "PAD": 2, "MEAN": 2}
+"""Inputs each operator needs (a bias is optional)."""
+OPTIONS = {"CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT",
+           "AVERAGE_POOL_2D": "Pool2DOptionsT", "MAX_POOL_2D": "Pool2DOptionsT",
+           "SOFTMAX": "SoftmaxOptionsT"}
+"""The options table an operator cannot do without (the others have defaults)."""
 ADD_LEFT_SHIFT = 20
 """TFLM's int8 ADD shifts both inputs left by this before rescaling."""
 
@@ -89,7 +95,9 @@ class _Reader:
         buf = self.m.buffers[t.buffer] if 0 <= t.buffer < len(self.m.buffers or []) else None
         if buf is None or buf.data is None:
             self.fail(f"{what} (tensor {index}) has no constant data")
-        shape = tuple(int(d) for d in t.shape)
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        if min(shape, default=1) < 0:
+            self.fail(f"{what} (tensor {index}) has a negative dimension")
         raw = np.asarray(buf.data, dtype=np.uint8).tobytes()
         want = int(np.prod(shape)) * np.dtype(dtype).itemsize
         if len(raw) != want:
@@ -102,6 +110,8 @@ class _Reader:
             self.fail(f"tensor {index} ({_label(t)}) is not quantized: only int8 models are supported")
         scale = np.asarray(q.scale, dtype=np.float32)
         zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else np.zeros(len(scale)), dtype=np.int64)
+        if zp.shape != scale.shape:
+            self.fail(f"tensor {index} ({_label(t)}): {len(scale)} scales but {len(zp)} zero points")
         if not (np.isfinite(scale).all() and (scale > 0).all()):
             self.fail(f"tensor {index} ({_label(t)}): scales must be positive numbers")
         return scale, zp
@@ -118,10 +128,12 @@ class _Reader:
         scale, zp = self.quant(t, index)
         if len(scale) != 1:
             self.fail(f"tensor {index} ({_label(t)}): activations need one scale, it has {len(scale)}")
-        shape = [int(d) for d in t.shape]
+        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
         if not shape or shape[0] != 1 or len(shape) not in (2, 4) or min(shape) < 1:
             self.fail(f"tensor {index} ({_label(t)}): shape {shape}: give batch 1 and NHWC or NC")
         nhwc = tuple(shape) if len(shape) == 4 else (1, 1, 1, shape[1])
+        if max(nhwc) > 0xFFFF or int(np.prod(nhwc)) > 1 << 24:
+            self.fail(f"tensor {index} ({_label(t)}): shape {shape} is beyond any microcontroller")
         if not -128 <= int(zp[0]) <= 127:
             self.fail(f"tensor {index} ({_label(t)}): zero point {int(zp[0])} outside int8")
         self.tensors[name] = ir.Tensor(name, _label(t), nhwc, 8, True, float(scale[0]), int(zp[0]))
@@ -368,12 +380,7 @@ def parse(data: bytes, where: str) -> ir.Graph:
         model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as e:   # the generated reader raises anything on a damaged buffer
         raise QetoolError(f"{where}: malformed flatbuffer ({type(e).__name__})") from None
-    try:
-        return _convert(_Reader(s, model, where))
-    except QetoolError:
-        raise
-    except Exception as e:   # a structurally odd but parseable buffer (missing tables, ...)
-        raise QetoolError(f"{where}: malformed model ({type(e).__name__}: {e})") from None
+    return _convert(_Reader(s, model, where))
 
 
 def _edges(r: _Reader, ops: list[tuple[int, Any]]) -> tuple[int, int, bool, bool, list[tuple[int, Any]]]:
@@ -408,8 +415,11 @@ def _convert(r: _Reader) -> ir.Graph:
                    "float input) or last (DEQUANTIZE to a float output) operator")
         if opname not in _CONVERT:
             r.fail(f"operator {k} ({opname}) is not supported; supported: {', '.join(SUPPORTED)}")
-        if op.outputs is None or len(op.outputs) != 1 or op.inputs is None or len(op.inputs) < 1:
-            r.fail(f"operator {k} ({opname}): needs inputs and exactly one output")
+        want = MIN_INPUTS.get(opname, 1)
+        if op.outputs is None or len(op.outputs) != 1 or op.inputs is None or len(op.inputs) < want:
+            r.fail(f"operator {k} ({opname}): needs {want} input(s) and exactly one output")
+        if opname in OPTIONS and type(op.builtinOptions).__name__ != OPTIONS[opname]:
+            r.fail(f"operator {k} ({opname}): its options are missing or of another operator")
         node = _CONVERT[opname](r, k, f"{k}.{opname.lower()}", op, op.builtinOptions)
         for t in node.inputs:
             if t not in written:
