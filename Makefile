@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 	@bash tools/sysdeps.sh
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,train]'
+	$(BIN)/pip install -q -e '.[test,train,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/search_speed.py
 	$(BIN)/python bench/compare_int8.py
 	$(BIN)/python bench/kernels_bits.py
+	$(BIN)/python bench/vs_tflm.py
 
 code-sizes: $(STAMP)
 	$(BIN)/python tools/code_sizes.py

@@ -169,12 +169,15 @@ def run(build_dir, host, emulator, port, baud, images, arrays, check, as_json):
     """Run inferences on the board, the emulator or the host and print class, output and count."""
     from qetool.device.run import run_inputs
 
-    ok = True
+    ok, imported = True, False
     for build, r in run_inputs(build_dir, host, emulator, port, baud, list(images), list(arrays), check):
         click.echo(json.dumps(r.to_json(build)) if as_json else r.line(build))
         ok &= r.same is not False
+        imported = build.imported
     if not ok:
-        click.echo("error: the outputs differ from the reference", err=True)
+        click.echo("error: the device's output differs from the golden model, or the golden model "
+                   "from TFLM's interpreter" if imported else
+                   "error: the device's logits differ from the golden model", err=True)
         sys.exit(1)
 
 

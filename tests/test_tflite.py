@@ -237,6 +237,19 @@ def test_person_detect_in_the_emulator_prints_tflms_output(tmp_path):
     r = qetool("profile", str(tmp_path / "b"), "--emulator", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["arena_bytes"] <= 0.70 * 85_264
+    # a firmware whose node 4 biases differ from the model's (rebuilt): --check fails and names
+    # that node, from a traced inference
+    import re
+
+    from qetool.compiler import firmware
+    src = (tmp_path / "b" / "src" / "qe_model_weights.c").read_text()
+    m = re.search(r"qe_model_4_conv_2d_bias\[\d+\] QE_MODEL_WEIGHTS = \{ ([^}]*) \}", src)
+    shifted = ", ".join(str(int(v) + 40_000) for v in m.group(1).split(", "))
+    (tmp_path / "b" / "src" / "qe_model_weights.c").write_text(src[:m.start(1)] + shifted + src[m.end(1):])
+    firmware.build_firmware(tmp_path / "b", load_board("stm32f746"))
+    r = qetool("run", str(tmp_path / "b"), "--emulator", "--input", str(tmp_path / "person.npy"), "--check")
+    assert r.returncode == 1
+    assert "golden: DIFFERENT" in r.stdout and "first difference at layer 4.conv_2d" in r.stdout, r.stdout
 
 
 def unsupported_model() -> bytes:

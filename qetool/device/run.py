@@ -46,9 +46,10 @@ class RunResult:
 
     def line(self, build: BuildDir) -> str:
         count = f", {self.count:,} {self.unit}" if self.count is not None else ""
-        text = f"{self.name}: {class_text(build, self.label)}, output {self.output}{count}"
+        what = "output" if build.imported else "logits"
+        text = f"{self.name}: {class_text(build, self.label)}, {what} {self.output}{count}"
         if self.same is not None:
-            text += ", golden: same" if self.same else f", DIFFERENT: {self.difference}"
+            text += ", golden: same" if self.same else f", golden: DIFFERENT {self.difference}"
         return text
 
 
@@ -91,16 +92,15 @@ def _checked(build: BuildDir, session: Session | None, r: RunResult, codes: np.n
 
     r.same = bool(np.array_equal(np.array(r.output), want.logits)) and r.label == want.label
     if not r.same:
-        r.difference = f"golden {want.logits.tolist()}" + (
+        r.difference = f"{want.logits.tolist()}" + (
             "; " + first_difference(build.program, want, session.trace(codes=codes)) if session else "")
     if reference is not None:
         g = build.graph.graph
         diff = tflm_ref.first_difference(g, want.tensors, reference.run(g, codes))
         if diff is not None:
+            r.difference = (f"{r.difference}; " if not r.same else "(the device agrees); ") + \
+                f"TFLM's interpreter differs from the golden model at {diff}"
             r.same = False
-            r.difference = (r.difference + "; " if r.difference else "") + f"TFLM differs at {diff}"
-        elif r.same:
-            r.difference = None
     return r
 
 
