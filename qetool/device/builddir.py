@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Callable
 from pathlib import Path
 
 from qetool import fileio
@@ -56,17 +57,24 @@ class BuildDir:
             raise QetoolError(f"{self.path}/manifest.json: model_file: not {MODEL_FILE!r}")
         data = read_bytes(self.path / MODEL_FILE)
         c = compile_graph(data, str(self.path / MODEL_FILE), self.board, self.name)
-        if c.model_hash != self.manifest["model_hash"]:
-            raise QetoolError(f"{self.path}: {MODEL_FILE} is model {c.model_hash}, manifest.json "
+        self._check(MODEL_FILE, c.model_hash, c.graph.output_tensor().elements,
+                    lambda names: graph_manifest(c, self.manifest["board"], self.manifest.get("board_file"),
+                                                 names, self.name))
+        return c
+
+    def _check(self, source: str, model_hash: str, num_classes: int,
+               regenerate: Callable[[list[str] | None], dict]) -> None:
+        """The model read from `source` must be the manifest's: its hash, its class names, and
+        the whole manifest as compile writes it (`regenerate(class_names)`)."""
+        if model_hash != self.manifest["model_hash"]:
+            raise QetoolError(f"{self.path}: {source} holds model {model_hash}, manifest.json "
                               f"names {self.manifest['model_hash']}: compile again")
         names = self.manifest.get("class_names")
         if names is not None:
-            check_class_names(names, c.graph.output_tensor().elements, f"{self.path}/manifest.json: class_names")
-        want = graph_manifest(c, self.manifest["board"], self.manifest.get("board_file"), names, self.name)
-        if self.manifest != want:
-            raise QetoolError(f"{self.path}/manifest.json: does not match {MODEL_FILE} (edited or "
+            check_class_names(names, num_classes, f"{self.path}/manifest.json: class_names")
+        if self.manifest != regenerate(names):
+            raise QetoolError(f"{self.path}/manifest.json: does not match {source} (edited or "
                               "damaged): compile again")
-        return c
 
     @cached_property
     def program(self) -> Program:
@@ -80,20 +88,12 @@ class BuildDir:
             raise QetoolError(f"{self.path} holds an imported .tflite model: this needs an "
                               "arch.json build")
         model = LoweredModel.load(self.path / "lowered.npz")
-        if model.model_hash != self.manifest["model_hash"]:
-            raise QetoolError(f"{self.path}: lowered.npz holds model {model.model_hash}, manifest.json "
-                              f"names {self.manifest['model_hash']}: compile again")
-        names = self.manifest.get("class_names")
-        if names is not None:
-            check_class_names(names, model.arch.num_classes, f"{self.path}/manifest.json: class_names")
         seed = self.manifest.get("random_weights_seed")
         if seed is not None and not isinstance(seed, int):
             raise QetoolError(f"{self.path}/manifest.json: random_weights_seed: {seed!r} is not a seed")
-        want = manifest(model, plan(model.arch), self.manifest["board"], self.manifest.get("board_file"),
-                        names, self.name, seed)
-        if self.manifest != want:
-            raise QetoolError(f"{self.path}/manifest.json: does not match lowered.npz (edited or "
-                              "damaged): compile again")
+        self._check("lowered.npz", model.model_hash, model.arch.num_classes,
+                    lambda names: manifest(model, plan(model.arch), self.manifest["board"],
+                                           self.manifest.get("board_file"), names, self.name, seed))
         return model
 
     @property
