@@ -1,5 +1,10 @@
 """Measure the kernel code-size table (qetool/compiler/code_sizes.json) from the ELF, per core.
 
+Imported (.tflite) models have their own entry per core, `graph`: two synthetic models that run
+every graph kernel (tests/tflite_builder.py), 9 and 15 nodes, give each kernel's bytes, one
+node's bytes (qe_model_run + qe_model_layers, the slope) and the runtime (qe_model_input,
+qe_model_arena, qe_model_layer_output, memset and the intercept).
+
 For each core in qetool.device.boards.CORES, on the first board with that core: compile two
 networks that run every kernel (the paper's Table 1 network, 56 layers, and its first three
 rows at 64 px), build the board image with the board's flags and read the symbols' sizes. A
@@ -27,7 +32,7 @@ from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
 from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
-from qetool.compiler.render import DEFAULT_NAME, KERNEL_FUNCTIONS, render_sources  # noqa: E402
+from qetool.compiler.render import DEFAULT_NAME, GRAPH_KERNELS, KERNEL_FUNCTIONS, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
 from qetool.fileio import write_text  # noqa: E402
@@ -67,6 +72,44 @@ def measure(board_name: str, work: Path) -> dict[str, int]:
     return table
 
 
+def graph_model(extra: int) -> bytes:
+    """A synthetic int8 model of every graph kernel, with `extra` more 1x1 convolutions."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tflite_builder import Builder
+
+    b = Builder((8, 8, 3), seed=0, in_zp=-3)
+    x = b.conv(b.input, 8, (3, 3), (2, 2), "same", "relu6")
+    for _ in range(extra):
+        x = b.conv(x, 8, (1, 1), act="relu")
+    d = b.conv(x, 0, (3, 3), (1, 1), "same", "relu", depthwise=1)
+    y = b.add(b.conv(b.pad(d, 1, 1, 1, 1), 8, (3, 3), padding="valid"), x)
+    m = b.mean(b.pool(b.pool(y, (2, 2), (1, 1), "same", "avg"), (2, 2), (1, 1), "same", "max"))
+    return b.finish(b.softmax(b.fully_connected(b.reshape(m), 3, weight_scale=0.1)))
+
+
+def measure_graph(board_name: str, work: Path) -> dict[str, int]:
+    """The imported models' code table of `board_name`'s core, from two builds."""
+    from qetool.compiler.compile_graph import compile_graph
+
+    points = []
+    for extra in (0, 6):
+        c = compile_graph(graph_model(extra), "m.tflite", load_board(board_name), DEFAULT_NAME)
+        out = work / f"graph{extra}"
+        (out / "src").mkdir(parents=True)
+        for name, text in c.sources.items():
+            (out / "src" / name).write_text(text)
+        elf = firmware.build_firmware(out, load_board(board_name))["board"]
+        kernels = {k: f"{DEFAULT_NAME}_{k}" for k in GRAPH_KERNELS}
+        points.append((len(c.graph.nodes), symbol_sizes(elf, (*kernels.values(), *PER_LAYER, *RUNTIME)), kernels))
+    (n0, little, _), (n1, big, kernels) = points
+    per_node = [sum(s[k] for k in PER_LAYER) for s in (big, little)]
+    node = round((per_node[0] - per_node[1]) / (n1 - n0))
+    table = {"runtime": sum(big[k] for k in RUNTIME) + per_node[0] - node * n1}
+    table.update({k: big[fn] for k, fn in kernels.items()})
+    table["node"] = node
+    return table
+
+
 def main() -> None:
     cores = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,8 +120,12 @@ def main() -> None:
                 continue
             print(f"measuring {cpu} on {board} ...", flush=True)
             cores[cpu] = measure(board, Path(tmp) / cpu)
+            cores[cpu]["graph"] = measure_graph(board, Path(tmp) / cpu)
     keys = ["runtime", *KERNEL_FUNCTIONS, "layer"]
     print(render(("core", *keys), [(cpu, *(f"{t[k]:,}" for k in keys)) for cpu, t in cores.items()]))
+    gkeys = ["runtime", *GRAPH_KERNELS, "node"]
+    print(render(("core (imported)", *gkeys), [(cpu, *(f"{t['graph'][k]:,}" for k in gkeys))
+                                               for cpu, t in cores.items()]))
     lines = ",\n".join(f'    "{cpu}": {json.dumps(t)}' for cpu, t in cores.items())
     write_text(CODE_SIZES, f'{{\n  "format": "{CODE_SIZES_FORMAT}",\n  "cores": {{\n{lines}\n  }}\n}}\n')
     print(f"-> {CODE_SIZES.relative_to(ROOT)}")

@@ -11,7 +11,8 @@ from qetool.compiler import firmware, ir, tflite
 from qetool.compiler.ir_plan import GraphPlan, plan, scratch_bytes
 from qetool.compiler.program import GraphProgram, node_macs
 from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, to_json, write_build
-from qetool.compiler.render_graph import check_clamps, flash_bytes, graph_io, render_graph
+from qetool.compiler.pack import graph_code_bytes
+from qetool.compiler.render_graph import KERNELS, check_clamps, flash_bytes, graph_io, render_graph
 from qetool.device.boards import Board
 from qetool.errors import QetoolError
 
@@ -35,7 +36,8 @@ class CompiledGraph:
 
 def graph_report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board) -> dict:
     """report.json of an imported model: per node weights, per-channel data, arena slice and
-    scratch; totals against the board (code Flash is measured by `qetool profile`)."""
+    scratch; Flash (weights, per-channel data, code from the code-size table) and arena against
+    the board."""
     rows = []
     for n in g.nodes:
         w = n.weights.size if n.weights is not None else 0
@@ -49,9 +51,10 @@ def graph_report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board) -> di
                      "scratch_bytes": scratch_bytes(g, n),
                      "constant_channels": int((n.requant.mult == 0).sum()) if n.requant is not None else 0})
     weights, channel = flash_bytes(g)
+    code = graph_code_bytes({n.op for n in g.nodes if n.op in KERNELS}, len(g.nodes), board.core.cpu)
     return {"model_hash": model_hash, "board": board.name, "source": "tflite",
-            "model_flash_bytes": weights + channel, "weights_flash_bytes": weights,
-            "channel_data_bytes": channel, "code_flash_bytes": None,
+            "model_flash_bytes": weights + channel + code, "weights_flash_bytes": weights,
+            "channel_data_bytes": channel, "code_flash_bytes": code,
             "arena_bytes": p.arena_bytes, "activation_bytes": p.activation_bytes,
             "scratch_total_bytes": sum(r["scratch_bytes"] for r in rows),
             "scratch_overhead_bytes": p.arena_bytes - p.activation_bytes,

@@ -40,7 +40,8 @@ CODE_SIZES_FORMAT = "qetool-code-sizes/1"
 def code_table(core: str) -> dict[str, int]:
     """Code bytes on `core` (a -mcpu name): each op's kernel, `runtime` (qe_model_input,
     qe_model_arena, the fixed part of qe_model_run, libc's memset) and `layer` (one layer's call
-    in qe_model_run with its hooks, and its descriptor)."""
+    in qe_model_run with its hooks, and its descriptor); `graph` holds the same for imported
+    models (graph_code_bytes)."""
     doc = json.loads(CODE_SIZES.read_text())
     if core not in doc["cores"]:
         raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} "
@@ -77,6 +78,13 @@ def code_bytes(kernels: set[str], n_layers: int, core: str) -> int:
     """Code bytes on `core`: the runtime, each distinct kernel once, and one call per layer."""
     t = code_table(core)
     return t["runtime"] + sum(t[k] for k in kernels) + t["layer"] * n_layers
+
+
+def graph_code_bytes(kernels: set[str], n_nodes: int, core: str) -> int:
+    """Code bytes of an imported model on `core`: its runtime, each distinct graph kernel once,
+    and one descriptor and call per node (the table's `graph` entry)."""
+    t = code_table(core)["graph"]
+    return t["runtime"] + sum(t[k] for k in kernels) + t["node"] * n_nodes
 
 
 def kernel_code_bytes(ls: list[Layer], core: str) -> int:

@@ -129,9 +129,7 @@ def profile_table(doc: dict) -> str:
             pct(doc["stack_bytes"], doc["stack_reserved_bytes"]), "")]
     out = [f"{doc['board']} ({doc['target']}), model {doc['model_hash']}", "",
            render(("memory", "measured B", "limit B", "used", "estimate B"), mem), "",
-           f"model code {doc['model_code_bytes']:,} B "
-           + (f"(estimate {doc['estimate_code_bytes']:,} B); " if doc["estimate_code_bytes"] is not None
-              else "(not estimated for imported models); ") +
+           f"model code {doc['model_code_bytes']:,} B (estimate {doc['estimate_code_bytes']:,} B); "
            f"runtime beside the model: Flash {doc['runtime_flash_bytes']:,} B, "
            f"SRAM {doc['runtime_sram_bytes']:,} B"]
     unit = doc["counter"]
