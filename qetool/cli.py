@@ -111,9 +111,13 @@ def score(arch_json, board, board_file, as_json):
     """QE-score, model Flash and peak SRAM of an arch.json, per block."""
     from qetool.arch import load
     from qetool.device.boards import choose_board
+    from qetool.compiler.tflite import tflite_file
     from qetool.search.summary import score_report
 
     chosen = choose_board(board, board_file) if board or board_file else None
+    if tflite_file(arch_json):
+        raise QetoolError(f"{arch_json}: a TFLite model; score works on arch.json networks "
+                          "(qetool compile reports an imported model's memory)")
     report = score_report(load(arch_json), chosen)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
 

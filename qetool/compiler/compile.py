@@ -132,6 +132,8 @@ def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,
             raise QetoolError(f"{arch_path}: a .tflite file holds its weights: --weights and --seed do not apply")
         return compile_tflite(arch_path, data, board, out_dir, force, build_firmware, full_map,
                               class_names, name)
+    if Path(arch_path).suffix.lower() == ".tflite":
+        raise QetoolError(f"{arch_path}: not a TFLite flatbuffer (no TFL3 identifier at byte 4)")
     seed = 0 if seed is None else seed
     arch = A.load(arch_path)
     c = compile_arch(arch, board, weights, seed, class_names, name)

@@ -56,7 +56,7 @@ def graph_report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board) -> di
             "model_flash_bytes": weights + channel + code, "weights_flash_bytes": weights,
             "channel_data_bytes": channel, "code_flash_bytes": code,
             "arena_bytes": p.arena_bytes, "activation_bytes": p.activation_bytes,
-            "scratch_total_bytes": sum(r["scratch_bytes"] for r in rows),
+            "scratch_peak_bytes": max(r["scratch_bytes"] for r in rows),
             "scratch_overhead_bytes": p.arena_bytes - p.activation_bytes,
             "budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
             "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,

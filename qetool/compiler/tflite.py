@@ -44,6 +44,16 @@ def is_tflite(data: bytes) -> bool:
     return len(data) >= 8 and data[4:8] == IDENTIFIER
 
 
+def tflite_file(path: str | Path) -> bool:
+    """Whether the file at `path` is a TFLite flatbuffer (False when unreadable: its loader
+    reports that)."""
+    try:
+        with open(path, "rb") as f:
+            return is_tflite(f.read(8))
+    except OSError:
+        return False
+
+
 def schema() -> Any:
     """The flatbuffers-generated TFLite schema of the tflite-micro wheel."""
     try:
@@ -379,7 +389,7 @@ def parse(data: bytes, where: str) -> ir.Graph:
     try:
         model = s.ModelT.InitFromPackedBuf(bytearray(data), 0)
     except Exception as e:   # the generated reader raises anything on a damaged buffer
-        raise QetoolError(f"{where}: malformed flatbuffer ({type(e).__name__})") from None
+        raise QetoolError(f"{where}: malformed flatbuffer ({type(e).__name__}: {str(e)[:80]})") from None
     return _convert(_Reader(s, model, where))
 
 
