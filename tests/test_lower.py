@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from qetool import arch as A
 from qetool import checkpoint
-from qetool.compiler import golden
+from qetool.compiler import golden, ir, ir_golden
 from qetool.compiler.calibrate import random_checkpoint, random_pixels
 from qetool.compiler.lower import code_range, fold_channel, lower
 from qetool.compiler.pack import pack_bits, unpack_bits
@@ -59,9 +59,9 @@ def _bigint_requant(acc, bias, m, n, x, mx, lo, hi):
 def test_requantize_matches_big_integers(acc, bias, m, n, x, mx, bits, signed):
     assume(abs((acc + bias) * m) + abs(x * mx) < 2**62)  # the lowering never emits more (fold_channel)
     lo, hi = code_range(bits, signed)
-    layer = type("L", (), dict(bias=np.array([bias]), m=np.array([m]), n=np.array([n], np.int8),
-                               mx=np.array([mx]), lo=lo, hi=hi))
-    got = golden.requantize(np.array([acc], np.int64), layer, np.array([x]))
+    q = ir.Requant(np.array([bias]), np.array([m]), np.array([n], np.int8), 0, lo, hi, "single",
+                   np.array([mx]))
+    got = ir_golden.requantize(np.array([acc], np.int64), q, np.array([x]))
     assert int(got[0]) == _bigint_requant(acc, bias, m, n, x, mx, lo, hi)
 
 

@@ -111,3 +111,38 @@ def test_odd_resolutions(res):
     rng = random.Random(res)
     for _ in range(20):
         _check_placement(plan(random_arch(rng, resolution=res)))
+
+
+def test_the_ir_plan_of_an_arch_graph_is_the_closed_form_and_fits_its_lifetimes():
+    """The graph IR built from an arch (arch_graph) is planned with plan.py's placement: the IR
+    checks it against the lifetimes it derives from the graph itself, the arena is the search's
+    closed form, and the greedy general planner never beats it (it is the largest live total)."""
+    from qetool.compiler import ir_plan
+    from qetool.compiler.arch_graph import graph_of, graph_plan
+    from qetool.compiler.calibrate import random_checkpoint
+    from qetool.compiler.lower import lower
+
+    rng = random.Random(12)
+    for a in [load(EXAMPLES / "paper_256k_1m.json")] + [random_arch(rng) for _ in range(40)]:
+        model = lower(random_checkpoint(a, 0))
+        p = plan(a)
+        gp = graph_plan(model, p)   # raises if two live buffers overlap
+        peaks, head, _ = _closed_form(a)
+        assert gp.arena_bytes == p.arena_bytes == max(peaks + [head])
+        for name, buf in p.buffers.items():
+            assert gp.offset(name) == p.buffer_of(name).offset
+        assert ir_plan.plan(graph_of(model)).arena_bytes >= gp.arena_bytes
+
+
+def test_a_placement_that_overlaps_live_buffers_is_refused():
+    from qetool.compiler import ir_plan
+    from qetool.compiler.arch_graph import graph_of
+    from qetool.compiler.calibrate import random_checkpoint
+    from qetool.compiler.lower import lower
+
+    a = random_arch(random.Random(3))
+    p = plan(a)
+    offsets = {n: b.offset for n, b in p.buffers.items() if b.alias is None}
+    offsets["stem"] = offsets["image"]   # the stem's output over its input while both live
+    with pytest.raises(AssertionError, match="overlap"):
+        ir_plan.plan(graph_of(lower(random_checkpoint(a, 0))), offsets, p.arena_bytes)

@@ -1,6 +1,6 @@
-"""The golden model: a numpy integer interpreter of the lowered graph (the executable
-specification of every C kernel), and a float64 fake-quant reference of the same network
-computed from the weights file.
+"""The golden model of an arch.json network: its graph IR run by the IR's integer interpreter
+(ir_golden, the executable specification of every C kernel), and a float64 fake-quant
+reference of the same network computed from the weights file.
 
 Both take image codes (H, W, C) and walk the layers in order. Tensors are int codes, HWC.
 Agreement (docs/testing.md): golden vs C bit-exact; golden vs fake-quant within one output
@@ -15,54 +15,28 @@ import numpy as np
 
 from qetool import arch as A
 from qetool.checkpoint import Checkpoint
-from qetool.compiler.lower import LoweredLayer, LoweredModel, code_range, tensor_step
+from qetool.compiler import ir, ir_golden
+from qetool.compiler.arch_graph import graph_of
+from qetool.compiler.ir_golden import window_sums
+from qetool.compiler.lower import LoweredModel, code_range, tensor_step
 
 
 def conv_acc(x: np.ndarray, w: np.ndarray, stride: int, pad: tuple[int, int, int, int],
              depthwise: bool) -> np.ndarray:
     """Integer convolution sums, int64 (Ho, Wo, O), of codes x (H, W, C) and weight codes w
-    (OIHW). Padding is code 0. Computed in float64, exact while |sums| < 2^53."""
+    (OIHW, as the weights file holds them). Padding is code 0 (ir_golden.window_sums)."""
     t, b, left, r = pad
-    xp = np.pad(np.asarray(x, dtype=np.float64), ((t, b), (left, r), (0, 0)))
-    o, _, kh, kw = w.shape
-    ho = (xp.shape[0] - kh) // stride + 1
-    wo = (xp.shape[1] - kw) // stride + 1
-    wf = w.astype(np.float64)
-    acc = np.zeros((ho, wo, o), dtype=np.float64)
-    for dy in range(kh):
-        for dx in range(kw):
-            patch = xp[dy:dy + stride * (ho - 1) + 1:stride, dx:dx + stride * (wo - 1) + 1:stride, :]
-            acc += patch * wf[:, 0, dy, dx] if depthwise else patch @ wf[:, :, dy, dx].T
-    return acc.astype(np.int64)
-
-
-def round_shift(v: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """(v + 2^(n-1)) >> n with an arithmetic shift; v for n = 0 (int64, broadcast)."""
-    n = n.astype(np.int64)
-    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
-    return np.right_shift(v + half, n)
-
-
-def requantize(acc: np.ndarray, layer: LoweredLayer, res: np.ndarray | None = None) -> np.ndarray:
-    """y = clamp(round_shift((acc + bias) * M [+ x * Mx], n)); a constant channel (M = 0)
-    takes v = bias. Per channel on the last axis; int32 codes."""
-    bias, m = layer.bias.astype(np.int64), layer.m.astype(np.int64)
-    v = np.where(m != 0, (acc + bias) * m, bias)
-    if res is not None:
-        v = v + res.astype(np.int64) * layer.mx.astype(np.int64)
-    return np.clip(round_shift(v, layer.n), layer.lo, layer.hi).astype(np.int32)
+    k = w.shape[2]
+    win = ir.Window(k, k, stride, stride, t, b, left, r)
+    ho = (x.shape[0] + t + b - k) // stride + 1
+    wo = (x.shape[1] + left + r - k) // stride + 1
+    ordered = w[:, 0] if depthwise else w.transpose(0, 2, 3, 1)
+    return window_sums(x, ordered, win, 1 if depthwise else None, 0, (ho, wo))
 
 
 def channel_sums(x: np.ndarray) -> np.ndarray:
     """The head's int32 sum over H*W of each channel's codes."""
     return x.astype(np.int64).sum(axis=(0, 1))
-
-
-def run_layer(layer: LoweredLayer, x: np.ndarray, res: np.ndarray | None = None) -> np.ndarray:
-    """One integer layer: codes in, codes out (int8 logits for the head)."""
-    if layer.op == "head":
-        return requantize(layer.weights.astype(np.int64) @ channel_sums(x), layer)
-    return requantize(conv_acc(x, layer.weights, layer.stride, layer.pad, layer.depthwise), layer, res)
 
 
 @dataclass
@@ -80,11 +54,11 @@ def argmax(logits: np.ndarray) -> int:
 
 
 def run(model: LoweredModel, image_codes: np.ndarray) -> Trace:
-    """The integer model on image codes (H, W, C)."""
-    t: dict[str, np.ndarray] = {"image": np.asarray(image_codes, dtype=np.int32)}
-    for layer in model.layers:
-        t[layer.id] = run_layer(layer, t[layer.input], t[layer.residual] if layer.residual else None)
-    return Trace(t, t["head"], argmax(t["head"]))
+    """The integer model on image codes (H, W, C): its graph IR (arch_graph.graph_of) through
+    the IR's golden model."""
+    values = ir_golden.run(graph_of(model), image_codes)
+    logits = values["head"].reshape(-1)
+    return Trace({**values, "head": logits}, logits, argmax(logits))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ from typing import Mapping
 import numpy as np
 
 OPS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool", "mean",
-       "pad", "reshape", "softmax")
+       "pad", "reshape", "softmax", "head")
 """The IR's operators (docs/ir.md gives each one's arithmetic)."""
-ROUNDINGS = ("double",)
+ROUNDINGS = ("double", "single")
 """How a Requant rounds: "double" is TFLM's (a rounding doubling high multiply, then a rounding
-shift: docs/arithmetic.md)."""
+shift), "single" qetool's own (one int64 multiply and one rounding shift): docs/arithmetic.md."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,11 @@ class Window:
 
 @dataclass(frozen=True, eq=False)
 class Requant:
-    """Per output channel: y = clamp(rounding(acc + bias, mult, shift) + zero_point, lo, hi).
-    bias and mult int32, shift the exponent e of mult * 2^(e - 31) (int32), lo and hi in output
-    codes (the fused activation)."""
+    """Per output channel, bias and mult int32, lo and hi in output codes (the fused activation).
+    "double": y = clamp(MultiplyByQuantizedMultiplier(acc + bias, mult, shift) + zero_point),
+    shift the exponent e of mult * 2^(e - 31) (int32).
+    "single": v = mult ? (acc + bias) * mult : bias, plus residual * mult_res with a second
+    input; y = clamp(round_shift(v, shift)), shift n in 0..62 (int8), zero point 0."""
 
     bias: np.ndarray
     mult: np.ndarray
@@ -76,14 +78,16 @@ class Requant:
     lo: int
     hi: int
     rounding: str = "double"
+    mult_res: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class Node:
     """One operator: `op` (OPS), input and output tensor names, a window for convs and pools,
-    int8 weights in the order its kernel reads them (conv2d OHWI, depthwise_conv2d CHW with
-    C = output channels, fully_connected OI), its requantization, and op-specific integers
-    (`attrs`, docs/ir.md)."""
+    weight codes of `bits_w` bits in the order the reference kernels read them (conv2d OHWI,
+    depthwise_conv2d CHW with C = output channels, fully_connected and head OI), its
+    requantization, and op-specific integers (`attrs`, docs/ir.md). `head` is an arch.json
+    network's global sum over H x W followed by its fully connected layer."""
 
     name: str
     op: str
@@ -93,6 +97,7 @@ class Node:
     weights: np.ndarray | None = None
     requant: Requant | None = None
     attrs: Mapping[str, int] = field(default_factory=dict)
+    bits_w: int = 8
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,29 +23,51 @@ def _taps(x: np.ndarray, w: ir.Window, ho: int, wo: int):
                             dx:dx + w.stride_w * (wo - 1) + 1:w.stride_w, :]
 
 
-def requantize(acc: np.ndarray, q: ir.Requant) -> np.ndarray:
-    """clamp(MultiplyByQuantizedMultiplier(acc + bias) + zero point) per channel (last axis)."""
-    v = multiply_by_quantized_multiplier(acc + q.bias.astype(np.int64), q.mult.astype(np.int64),
-                                         q.shift.astype(np.int64))
-    return np.clip(v + q.zero_point, q.lo, q.hi)
+def round_shift(v: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """(v + 2^(n-1)) >> n with an arithmetic shift; v for n = 0 (int64, broadcast)."""
+    n = n.astype(np.int64)
+    half = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
+    return np.right_shift(v + half, n)
 
 
-def conv_acc(node: ir.Node, x: np.ndarray, zp: int, out_hw: tuple[int, int]) -> np.ndarray:
-    """Sums of products (Ho, Wo, O), int64, padded taps reading the input zero point `zp`."""
-    w = node.window
+def requantize(acc: np.ndarray, q: ir.Requant, res: np.ndarray | None = None) -> np.ndarray:
+    """Per channel (last axis), by q.rounding (ir.Requant): "double", TFLM's
+    clamp(MultiplyByQuantizedMultiplier(acc + bias) + zero point); "single", qetool's
+    clamp(round_shift(M ? (acc + bias) * M : bias [+ res * Mx], n)). int64 in, int64 out."""
+    bias, m = q.bias.astype(np.int64), q.mult.astype(np.int64)
+    if q.rounding == "double":
+        v = multiply_by_quantized_multiplier(acc + bias, m, q.shift.astype(np.int64)) + q.zero_point
+    else:
+        v = np.where(m != 0, (acc + bias) * m, bias)
+        if res is not None:
+            v = v + res.astype(np.int64) * q.mult_res.astype(np.int64)
+        v = round_shift(v, q.shift)
+    return np.clip(v, q.lo, q.hi)
+
+
+def window_sums(x: np.ndarray, weights: np.ndarray, w: ir.Window, depth_multiplier: int | None,
+                zp: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """Sums of products (Ho, Wo, O) of codes x (H, W, C) and weight codes (OHWI; depthwise CHW
+    with `depth_multiplier`, None for a full convolution), padded taps reading `zp`. Computed in
+    float64, exact while |sums| < 2^53."""
     xp = _padded(x, w, zp).astype(np.float64)
     ho, wo = out_hw
-    wt = node.weights.astype(np.float64)
-    if node.op == "conv2d":
-        acc = np.zeros((ho, wo, wt.shape[0]))
+    wt = weights.astype(np.float64)
+    acc = np.zeros((ho, wo, wt.shape[0]))
+    if depth_multiplier is None:
         for dy, dx, patch in _taps(xp, w, ho, wo):
             acc += patch @ wt[:, dy, dx, :].T
     else:
-        xp = np.repeat(xp, node.attrs["depth_multiplier"], axis=2)
-        acc = np.zeros((ho, wo, wt.shape[0]))
+        xp = np.repeat(xp, depth_multiplier, axis=2)
         for dy, dx, patch in _taps(xp, w, ho, wo):
             acc += patch * wt[:, dy, dx]
-    return acc.astype(np.int64)   # exact: |sums| < 2^53
+    return acc.astype(np.int64)
+
+
+def conv_acc(node: ir.Node, x: np.ndarray, zp: int, out_hw: tuple[int, int]) -> np.ndarray:
+    """A conv2d or depthwise_conv2d node's sums of products, int64 (window_sums)."""
+    dm = node.attrs["depth_multiplier"] if node.op == "depthwise_conv2d" else None
+    return window_sums(x, node.weights, node.window, dm, zp, out_hw)
 
 
 def pool(node: ir.Node, x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
@@ -83,7 +105,11 @@ def run_node(g: ir.Graph, node: ir.Node, values: dict[str, np.ndarray]) -> np.nd
     tx, ty = g.tensors[node.inputs[0]], g.tensors[node.output]
     hw = ty.shape[1:3]
     if node.op in ("conv2d", "depthwise_conv2d"):
-        out = requantize(conv_acc(node, x, tx.zero_point, hw), node.requant)
+        res = values[node.inputs[1]] if len(node.inputs) > 1 else None
+        out = requantize(conv_acc(node, x, tx.zero_point, hw), node.requant, res)
+    elif node.op == "head":
+        sums = x.astype(np.int64).sum(axis=(0, 1))
+        out = requantize(node.weights.astype(np.int64) @ sums, node.requant)
     elif node.op == "fully_connected":
         acc = node.weights.astype(np.int64) @ x.reshape(-1).astype(np.int64)
         out = requantize(acc, node.requant)

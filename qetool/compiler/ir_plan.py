@@ -1,31 +1,47 @@
-"""The memory plan of a graph IR (docs/memory.md, general graphs): tensor lifetimes from the
+"""The memory plan of a graph IR (docs/memory.md, docs/ir.md): tensor lifetimes from the
 graph, then placement, kept apart.
 
 Lifetimes: a tensor lives from the node that writes it (the input: from node 0) to the last node
 that reads it; the graph's output to the end. Aliases share one buffer and the union of their
 lifetimes: RESHAPE's output is its input; a depthwise convolution with depth multiplier 1 and an
 ADD write over an input that dies with them (the kernels allow it, docs/ir.md). A node's scratch
-lives during that node only.
+lives during that node only. A `head` writes its logits to the caller's buffer, not the arena.
 
-Placement: buffers by decreasing size (ties: the earlier first), each at the lowest offset where
-it overlaps no placed buffer whose lifetime overlaps its own (greedy first fit, as TFLM's greedy
-planner does; qetool's planner places the scratch in the same arena).
+Placement: either the front end's (arch.json networks: plan.py's two-ended placement, whose
+arena is the largest live total, the closed form the search evaluates), checked here against the
+lifetimes, or greedy: buffers by decreasing size (ties: the earlier first), each at the lowest
+offset where it overlaps no placed buffer whose lifetime overlaps its own (first fit, as TFLM's
+greedy planner does), scratch in the same arena.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 from qetool.compiler import ir
 from qetool.compiler.pack import align
+from qetool.compiler.plan import scratch_bytes as arch_scratch_bytes
+
+
+def arch_op(node: ir.Node) -> str:
+    """The arch.json op of a node of qetool's own kernels: conv (the stem), conv1x1, dwconv, head."""
+    if node.op == "conv2d":
+        return "conv1x1" if node.window.kernel_h == 1 and node.window.kernel_w == 1 else "conv"
+    return {"depthwise_conv2d": "dwconv", "head": "head"}[node.op]
 
 
 def scratch_bytes(g: ir.Graph, node: ir.Node) -> int:
-    """Kernel scratch in bytes, rounded up to 4: conv2d one output pixel's receptive field as
+    """Kernel scratch in bytes, rounded up to 4. qetool's own kernels (single rounding):
+    plan.scratch_bytes. TFLM-arithmetic kernels: conv2d one output pixel's receptive field as
     int16 (2 * kh * kw * Cin); depthwise_conv2d one padded input channel plane as int8
     ((H + pt + pb) * (W + pl + pr)); other ops none."""
     x = g.tensors[node.inputs[0]]
     w = node.window
+    if node.requant is not None and node.requant.rounding == "single":
+        op = arch_op(node)
+        pad = (w.pad_top, w.pad_bottom, w.pad_left, w.pad_right) if w else (0, 0, 0, 0)
+        return arch_scratch_bytes(op, w.kernel_h if w else 1, x.shape[3], x.shape[1], x.shape[2], pad)
     if node.op == "conv2d":
         return align(2 * w.kernel_h * w.kernel_w * x.shape[3])
     if node.op == "depthwise_conv2d":
@@ -95,9 +111,10 @@ def _in_place(g: ir.Graph, i: int, node: ir.Node, last: dict[str, int]) -> str |
 def lifetimes(g: ir.Graph) -> list[tuple[tuple[str, ...], int, int, int]]:
     """Regions to place: (names, bytes, first node, last node), aliases merged."""
     end = len(g.nodes) - 1
-    first = {g.input: 0, **{n.output: i for i, n in enumerate(g.nodes)}}
+    first = {g.input: 0, **{n.output: i for i, n in enumerate(g.nodes) if n.op != "head"}}
     last = {t: max([first[t], *g.consumers.get(t, ())]) for t in first}
-    last[g.output] = end
+    if g.output in last:
+        last[g.output] = end
     group = {t: t for t in first}   # tensor -> its buffer's root tensor
 
     def root(t: str) -> str:
@@ -137,8 +154,28 @@ def _place(regions: list[tuple[tuple[str, ...], int, int, int]]) -> tuple[int, l
     return max((b.end for b in placed), default=0), placed
 
 
-def plan(g: ir.Graph) -> GraphPlan:
-    """Lifetimes, then placement (see the module docstring)."""
-    arena, buffers = _place(lifetimes(g))
+def _check_placement(buffers: list[Buffer], arena: int) -> None:
+    """No two buffers that are live at once share a byte, and all lie in the arena."""
+    for i, a in enumerate(buffers):
+        if a.offset < 0 or a.end > arena:
+            raise AssertionError(f"{a.names}: {a.offset}..{a.end} outside the arena of {arena}")
+        for b in buffers[i + 1:]:
+            if a.first <= b.last and b.first <= a.last and a.offset < b.end and b.offset < a.end:
+                raise AssertionError(f"{a.names} and {b.names} overlap while both are live")
+
+
+def plan(g: ir.Graph, offsets: Mapping[str, int] | None = None, arena: int | None = None) -> GraphPlan:
+    """Lifetimes, then placement (see the module docstring): greedy, or the front end's
+    `offsets` (by tensor or scratch name; one name of each buffer suffices) in an arena of
+    `arena` bytes, checked against the lifetimes."""
+    regions = lifetimes(g)
+    if offsets is None:
+        size, buffers = _place(regions)
+        size = align(size)
+    else:
+        buffers = [Buffer(names, next(offsets[n] for n in names if n in offsets), nbytes, f, l)
+                   for names, nbytes, f, l in regions]
+        size = arena
+        _check_placement(buffers, size)
     where = {n: b for b in buffers for n in b.names}
-    return GraphPlan(align(arena), tuple(buffers), where)
+    return GraphPlan(size, tuple(buffers), where)

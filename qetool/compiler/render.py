@@ -20,8 +20,11 @@ from typing import Callable
 import jinja2
 
 from qetool import arch as A
-from qetool.compiler.lower import LoweredLayer, LoweredModel
-from qetool.compiler.pack import LAYOUTS, pack_weights
+from qetool.compiler import ir
+from qetool.compiler.arch_graph import graph_of, graph_plan
+from qetool.compiler.ir_plan import GraphPlan, arch_op, tensor_bytes
+from qetool.compiler.lower import LoweredModel
+from qetool.compiler.pack import LAYOUTS, pack_padded
 from qetool.compiler.plan import CONV1X1_TILE, Plan
 from qetool.errors import QetoolError
 from qetool.fileio import umask_mode, write_error
@@ -117,14 +120,40 @@ def model_io(model: LoweredModel) -> tuple[IOTensor, IOTensor]:
 
 @dataclass(frozen=True)
 class LayerC:
-    """What the templates need of one layer beyond the lowered layer itself: its index, C
-    symbol and kernel, its buffers' arena offsets (bytes) and its packed weights."""
+    """What the templates need of one node of qetool's own kernels (an arch.json network's
+    layer), read from the graph IR and its plan: index, C symbol and kernel; geometry (px,
+    channels), bits and signedness of input, weights, output and residual; clamp; integer
+    constants; arena offsets (bytes) and packed weights."""
 
     index: int
-    layer: LoweredLayer
+    id: str
+    op: str
     sym: str
     kernel_fn: str
     layout: str
+    h_in: int
+    w_in: int
+    cin: int
+    h_out: int
+    w_out: int
+    cout: int
+    kernel: int
+    stride: int
+    pad: tuple[int, int, int, int]
+    bits_x: int
+    bits_w: int
+    bits_y: int
+    bits_r: int
+    signed_x: bool
+    signed_r: bool
+    lo: int
+    hi: int
+    residual: str | None
+    params: int
+    bias: list[int]
+    m: list[int]
+    n: list[int]
+    mx: list[int]
     in_off: int
     out_off: int
     out_bytes: int
@@ -133,33 +162,45 @@ class LayerC:
     packed: bytes
 
 
-def layer_context(model: LoweredModel, p: Plan, name: str) -> list[LayerC]:
-    """Per-layer template data: plan offsets and packed weights."""
+def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
+    """Per-node template data of a graph of qetool's own kernels: geometry, constants, plan
+    offsets and packed weights."""
     out = []
-    for i, layer in enumerate(model.layers):
-        is_head = layer.op == "head"
+    for i, node in enumerate(g.nodes):
+        x, y = g.tensors[node.inputs[0]], g.tensors[node.output]
+        r = g.tensors[node.inputs[1]] if len(node.inputs) > 1 else None
+        w, q, op = node.window, node.requant, arch_op(node)
+        head = op == "head"
         out.append(LayerC(
-            index=i, layer=layer, sym=symbol(name, layer.id),
-            kernel_fn=f"{name}_{KERNEL_FUNCTIONS[layer.op]}",
-            layout=LAYOUTS[layer.op], in_off=p.buffer_of(layer.input).offset,
-            out_off=0 if is_head else p.buffer_of(layer.id).offset,
-            out_bytes=0 if is_head else p.buffers[layer.id].size,
-            res_off=p.buffer_of(layer.residual).offset if layer.residual else 0,
-            scratch_off=p.buffers[f"{layer.id}.scratch"].offset,
-            packed=pack_weights(layer.op, layer.weights, layer.bits_w)))
+            index=i, id=node.name, op=op, sym=symbol(name, node.name),
+            kernel_fn=f"{name}_{KERNEL_FUNCTIONS[op]}", layout=LAYOUTS[op],
+            h_in=x.shape[1], w_in=x.shape[2], cin=x.shape[3],
+            h_out=y.shape[1], w_out=y.shape[2], cout=y.shape[3],
+            kernel=w.kernel_h if w else 1, stride=w.stride_h if w else 1,
+            pad=(w.pad_top, w.pad_bottom, w.pad_left, w.pad_right) if w else (0, 0, 0, 0),
+            bits_x=x.bits, bits_w=node.bits_w, bits_y=y.bits, bits_r=r.bits if r else 0,
+            signed_x=x.signed, signed_r=r.signed if r else False, lo=q.lo, hi=q.hi,
+            residual=r.name if r else None, params=int(node.weights.size),
+            bias=q.bias.tolist(), m=q.mult.tolist(), n=q.shift.tolist(),
+            mx=q.mult_res.tolist() if r else [],
+            in_off=p.offset(x.name), out_off=0 if head else p.offset(y.name),
+            out_bytes=0 if head else tensor_bytes(y),
+            res_off=p.offset(r.name) if r else 0, scratch_off=p.offset(f"{node.name}.scratch"),
+            packed=pack_padded(node.weights, node.bits_w)))
     return out
 
 
 def render_sources(model: LoweredModel, p: Plan, name: str = DEFAULT_NAME) -> dict[str, str]:
-    """The generated C files, by file name; every global symbol starts with `name`."""
-    layers = layer_context(model, p, name)
-    image = p.buffers["image"]
+    """The generated C files of an arch.json network, by file name, rendered from its graph IR
+    (arch_graph) and plan; every global symbol starts with `name`."""
+    g, gp = graph_of(model), graph_plan(model, p)
+    layers = layer_context(g, gp, name)
     x, y = model_io(model)
     ctx = dict(title=f"qetool model {model.model_hash}", p=name, P=name.upper(),
                model_hash=model.model_hash, x=x, y=y,
                num_classes=model.arch.num_classes,
-               input_bytes=image.size, input_offset=image.offset, arena_bytes=p.arena_bytes,
-               layers=layers, kernels=sorted({layer.op for layer in model.layers}),
+               input_bytes=gp.where[g.input].size, input_offset=gp.offset(g.input),
+               arena_bytes=gp.arena_bytes, layers=layers, kernels=sorted({l.op for l in layers}),
                conv1x1_tile=CONV1X1_TILE)
     env = environment()
     return {out.format(name): env.get_template(f"{t}.j2").render(**ctx) for t, out in SOURCES.items()}
