@@ -25,7 +25,6 @@ from qetool.table import render  # noqa: E402
 from qetool.device.boards import load_board  # noqa: E402
 from qetool.device.builddir import BuildDir  # noqa: E402
 from qetool.device.emulator import run_batch  # noqa: E402
-from qetool.compiler.hostrun import pack_input  # noqa: E402
 from qetool.device.profile import elf_sizes  # noqa: E402
 
 BOARD = "stm32f746"
@@ -44,7 +43,7 @@ def measure(arch_path: Path, out: Path) -> dict:
     sizes = elf_sizes(build.elf("emu"))
     image = image_codes(random_pixels(m.arch, 0), m.input_bits)
     r = run_batch(build.board.emulator.machine, build.elf("emu"),
-                  [pack_input(m, image, build.input_bytes)], m.arch.num_classes, len(m.layers))
+                  [build.program.pack(image)], m.arch.num_classes, len(m.layers))
     board = build.board
     sram = sizes.data_bytes + sizes.bss_bytes + board.stack_bytes
     return {"flash": sizes.flash_bytes, "sram": sram, "arena": build.report["arena_bytes"],

@@ -23,7 +23,6 @@ from qetool.table import render  # noqa: E402
 from qetool.device.boards import load_board  # noqa: E402
 from qetool.device.builddir import BuildDir  # noqa: E402
 from qetool.device.emulator import run_batch  # noqa: E402
-from qetool.compiler.hostrun import pack_input  # noqa: E402
 
 BITS_A = range(3, 9)
 BITS_W = range(2, 9)
@@ -46,7 +45,7 @@ def main() -> None:
                 m = build.model
                 img = image_codes(random_pixels(m.arch, 0), m.input_bits)
                 r = run_batch(build.board.emulator.machine, build.elf("emu"),
-                              [pack_input(m, img, build.input_bytes)], 2, len(m.layers))
+                              [build.program.pack(img)], 2, len(m.layers))
                 counts = dict(zip((l.id for l in m.layers), r.counts[0].layers))
                 per_mac[a, w] = {op: counts[f"b1.{op}"] / next(l.macs for l in build.program.layers if l.id == f"b1.{op}")
                                  for op in ("expand", "dw", "project")}

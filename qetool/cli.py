@@ -139,7 +139,8 @@ def score(arch_json, board, board_file, as_json):
 def compile_cmd(model, board, board_file, weights, seed, class_names, name, force, build_fw, output):
     """Lower an arch.json network (with a weights file) or an int8 .tflite model to integer C
     with a static arena."""
-    from qetool.compiler.compile import compile_model, over_budget, report_table
+    from qetool.compiler.compile import compile_model
+    from qetool.compiler.report import over_budget, report_table
     from qetool.device.boards import choose_board
 
     names = class_names.split(",") if class_names is not None else None

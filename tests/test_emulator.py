@@ -28,7 +28,7 @@ from qetool.preprocess import image_codes
 from qetool.device import protocol as P
 from qetool.device.builddir import BuildDir
 from qetool.device.emulator import Emulator, run_batch
-from qetool.compiler.hostrun import build_runner, pack_input, run_build
+from qetool.compiler.hostrun import build_runner, run_build
 from qetool.device.profile import model_code_bytes
 from qetool.device.serial import Device, DeviceError, Link
 from qetool.errors import QetoolError
@@ -64,7 +64,7 @@ def _batch_matches_golden_and_host(build: BuildDir, tmp, images: int):
     m = build.model
     imgs = [image_codes(random_pixels(m.arch, 7, i), m.input_bits) for i in range(images)]
     emu = run_batch(build.board.emulator.machine, build.elf("emu"),
-                    [pack_input(m, img, build.input_bytes) for img in imgs], m.arch.num_classes,
+                    [build.program.pack(img) for img in imgs], m.arch.num_classes,
                     len(m.layers), build.report["arena_bytes"])
     host = run_build(build.path, build_runner(build.path, tmp / "runner", opt="-O1"), imgs, arena=True)
     for i, img in enumerate(imgs):
@@ -92,7 +92,7 @@ def test_counts_repeat_to_the_instruction_on_a_busy_host(small):
     lands in a counted region and no kernel's cost depends on the data. Two busy processes load
     the machine meanwhile (an idle host could pass by luck)."""
     m = small.model
-    inputs = [pack_input(m, image_codes(random_pixels(m.arch, 11, i), m.input_bits), small.input_bytes)
+    inputs = [small.program.pack(image_codes(random_pixels(m.arch, 11, i), m.input_bits))
               for i in range(2)]
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
@@ -163,7 +163,7 @@ def test_uart_protocol_in_qemu(small):
         time.sleep(P.FRAME_TIMEOUT_MS / 1000 + 0.1)
         assert session.device.hello().model_hash == small.manifest["model_hash"]
         # a repeated seq is answered from the cache: the inference does not run twice
-        session.device.load(pack_input(m, image_codes(pixels, m.input_bits), small.input_bytes))
+        session.device.load(small.program.pack(image_codes(pixels, m.input_bits)))
         marks = len(emu.marks())
         infer = P.encode(P.Type.INFER, 99, b"\0")
         first, again = _raw(emu, infer, 0.8), _raw(emu, infer, 0.8)

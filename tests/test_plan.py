@@ -146,3 +146,16 @@ def test_a_placement_that_overlaps_live_buffers_is_refused():
     offsets["stem"] = offsets["image"]   # the stem's output over its input while both live
     with pytest.raises(AssertionError, match="overlap"):
         ir_plan.plan(graph_of(lower(random_checkpoint(a, 0))), offsets, p.arena_bytes)
+
+
+def test_the_flash_of_an_arch_graph_is_the_closed_form():
+    """pack.graph_flash over the graph IR of an arch (what the report and the renderer count)
+    equals model_flash(arch), the closed form the search evaluates, layer by layer."""
+    from qetool.compiler.arch_graph import graph_of
+    from qetool.compiler.calibrate import random_checkpoint
+    from qetool.compiler.lower import lower
+    from qetool.compiler.pack import graph_flash
+
+    rng = random.Random(13)
+    for a in [load(EXAMPLES / "paper_256k_1m.json")] + [random_arch(rng) for _ in range(40)]:
+        assert graph_flash(graph_of(lower(random_checkpoint(a, 0))), CORE) == model_flash(a, CORE)

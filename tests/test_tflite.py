@@ -118,19 +118,10 @@ def host_outputs(data: bytes, tmp: Path, inputs: list[np.ndarray]) -> list[dict[
     for name, text in c.sources.items():
         (tmp / "src" / name).write_text(text)
     exe = hostrun.build_runner(tmp, tmp / "runner")
-    stdin = b"".join(c.program.pack(x) for x in inputs)
-    r = subprocess.run([str(exe), str(len(inputs))], input=stdin, capture_output=True, check=True)
-    out, pos = [], 0
-    for _ in inputs:
-        values = {}
-        for n in c.graph.nodes:
-            t = c.graph.tensors[n.output]
-            values[n.name] = np.frombuffer(r.stdout[pos:pos + t.elements], np.int8).astype(np.int32).reshape(t.hwc)
-            pos += t.elements
-        pos += c.graph.output_tensor().elements + 2
-        out.append(values)
-    assert pos == len(r.stdout)
-    return out
+    results = hostrun.run_runner(exe, c.program, inputs)
+    for r in results:
+        assert np.array_equal(r.logits, r.tensors[c.graph.nodes[-1].name].reshape(-1))
+    return [r.tensors for r in results]
 
 
 def check_against_tflm(data: bytes, inputs: list[np.ndarray], inside: float | None = 0.9) -> None:

@@ -15,7 +15,7 @@ from qetool import arch as A
 from qetool.compiler import golden
 from qetool.compiler.calibrate import random_pixels
 from qetool.compiler.compile import compile_model
-from qetool.compiler.hostrun import WARNINGS, model_sources, pack_input
+from qetool.compiler.hostrun import WARNINGS, model_sources
 from qetool.device.boards import load_board
 from qetool.device.builddir import BuildDir
 from qetool.errors import QetoolError
@@ -71,7 +71,7 @@ def test_two_models_link_into_one_program(tmp_path, compiler, suffix):
     subprocess.run([compiler, *flags, *(f"-I{b.path / 'src'}" for b in builds), str(main), *map(str, objs),
                     "-o", str(exe)], check=True)
     codes = [image_codes(random_pixels(b.model.arch, 21, i), b.model.input_bits) for i, b in enumerate(builds)]
-    stdin = b"".join(pack_input(b.model, c, b.input_bytes) for b, c in zip(builds, codes))
+    stdin = b"".join(b.program.pack(c) for b, c in zip(builds, codes))
     out = subprocess.run([str(exe)], input=stdin, capture_output=True, check=True).stdout
     pos = 0
     for b, c, label in zip(builds, codes, out[-2:]):

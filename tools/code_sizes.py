@@ -32,7 +32,8 @@ from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
 from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
-from qetool.compiler.render import DEFAULT_NAME, GRAPH_KERNELS, KERNEL_FUNCTIONS, render_sources  # noqa: E402
+from qetool.compiler.pack import GRAPH_KERNELS  # noqa: E402
+from qetool.compiler.render import DEFAULT_NAME, KERNEL_FUNCTIONS, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
 from qetool.fileio import write_text  # noqa: E402

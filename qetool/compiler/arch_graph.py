@@ -41,7 +41,8 @@ def graph_of(model: LoweredModel) -> ir.Graph:
     for name, t in A.tensors(model.arch).items():
         scale = image_step(model.input_bits) if name == "image" else model.logit_step if name == "head" else 0.0
         tensors[name] = ir.Tensor(name, name, (1, t.h, t.w, t.c), t.bits, t.signed, scale, 0)
-    return ir.Graph(tensors, tuple(_node(layer) for layer in model.layers), "image", "head")
+    return ir.Graph(tensors, tuple(_node(layer) for layer in model.layers), "image", "head",
+                    picture="shift")
 
 
 def graph_plan(model: LoweredModel, p: Plan) -> GraphPlan:

@@ -14,7 +14,8 @@ from qetool import checkpoint
 from qetool.compiler.calibrate import random_checkpoint
 from qetool.compiler.compile_graph import CompiledGraph, compile_tflite
 from qetool.compiler.lower import LoweredModel, lower
-from qetool.compiler.pack import model_flash
+from qetool.compiler.arch_graph import graph_of, graph_plan
+from qetool.compiler.report import over_budget, report
 from qetool.compiler.plan import Plan, plan
 from qetool.compiler.render import (BOARD_FILE, DEFAULT_NAME, check_name, manifest, render_sources,
                                     to_json, write_build)
@@ -23,8 +24,6 @@ from qetool.errors import QetoolError
 from qetool.fileio import read_bytes
 from qetool.compiler import firmware
 from qetool.device.boards import Board
-from qetool.table import render
-from qetool.units import fmt_size
 
 
 @dataclass(frozen=True)
@@ -39,60 +38,8 @@ class Compiled:
 
 
 def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
-    """report.json (docs/formats.md): Flash split, arena, per-layer rows, board limits."""
-    flash = model_flash(model.arch, board.core.cpu)
-    layers = []
-    for layer, f in zip(model.layers, flash.layers):
-        buf = p.buffer_of(layer.id) if layer.op != "head" else None
-        layers.append({
-            "id": layer.id, "op": layer.op, "bits_in": layer.bits_x, "bits_w": layer.bits_w,
-            "bits_out": layer.bits_y, "params": layer.params,
-            "weight_bytes": f.weights, "channel_bytes": f.channel,
-            "bytes": f.weights + f.channel,
-            "arena": {"offset": buf.offset, "bytes": p.buffers[layer.id].size} if buf else None,
-            "scratch_bytes": p.buffers[f"{layer.id}.scratch"].size,
-            "constant_channels": int((layer.m == 0).sum())})
-    return {
-        "model_hash": model.model_hash, "board": board.name,
-        "model_flash_bytes": flash.total, "weights_flash_bytes": flash.weights,
-        "channel_data_bytes": flash.channel, "code_flash_bytes": flash.code,
-        "arena_bytes": p.arena_bytes,
-        "budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
-        "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
-        "layers": layers}
-
-
-def over_budget(report: dict) -> list[str]:
-    """What exceeds the board's budgets, and by how many bytes."""
-    out = []
-    for what, used, budget in (("model Flash", report["model_flash_bytes"], report["budget_flash_bytes"]),
-                               ("arena SRAM", report["arena_bytes"], report["budget_sram_bytes"])):
-        if used > budget:
-            out.append(f"{what} {used:,} B is over the {report['board']} budget {budget:,} B "
-                       f"by {used - budget:,} B")
-    return out
-
-
-def report_table(report: dict) -> str:
-    """The report as a table: per layer, then totals against the board."""
-    rows = []
-    for r in report["layers"]:
-        arena = r["arena"]
-        rows.append((r["id"], r["op"], f"a{r['bits_in']}/w{r['bits_w']}", f"{r['params']:,}",
-                     f"{r['weight_bytes']:,}", f"{r['channel_bytes']:,}",
-                     f"{arena['offset']:,}-{arena['offset'] + arena['bytes']:,}" if arena else "-"))
-    foot = [("total", "", "", f"{sum(r['params'] for r in report['layers']):,}",
-             f"{report['weights_flash_bytes']:,}", f"{report['channel_data_bytes']:,}",
-             f"{report['arena_bytes']:,}")]
-    lines = [render(("layer", "op", "bits", "params", "weights B", "channel B", "arena slice"), rows, foot), ""]
-    wf, cd = report["weights_flash_bytes"], report["channel_data_bytes"]
-    lines.append(f"per-channel data {cd:,} B ({100 * cd / max(1, wf):.1f} % of the packed weights)")
-    for what, used, budget, limit in (
-            ("model Flash", report["model_flash_bytes"], report["budget_flash_bytes"], report["limit_flash_bytes"]),
-            ("arena SRAM ", report["arena_bytes"], report["budget_sram_bytes"], report["limit_sram_bytes"])):
-        lines.append(f"{what} {used:>10,} B ({fmt_size(used)}): {100 * used / budget:5.1f} % of the "
-                     f"budget {budget:,} B, {100 * used / limit:5.1f} % of {report['board']}'s {fmt_size(limit)}")
-    return "\n".join(lines)
+    """report.json of an arch.json network (report.report over its graph IR)."""
+    return report(graph_of(model), graph_plan(model, p), model.model_hash, board)
 
 
 MAX_LAYERS = 0xFFFF

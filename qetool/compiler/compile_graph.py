@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qetool.compiler import firmware, ir, tflite
-from qetool.compiler.ir_plan import GraphPlan, plan, scratch_bytes
-from qetool.compiler.program import GraphProgram, node_macs
+from qetool.compiler.ir_plan import GraphPlan, plan
+from qetool.compiler.program import Program
+from qetool.compiler.report import over_budget, report
 from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, to_json, write_build
-from qetool.compiler.pack import graph_code_bytes
-from qetool.compiler.render_graph import KERNELS, check_clamps, flash_bytes, graph_io, render_graph
+from qetool.compiler.ir import graph_io
+from qetool.compiler.render_graph import check_clamps, render_graph
 from qetool.device.boards import Board
 from qetool.errors import QetoolError
 
@@ -30,37 +31,8 @@ class CompiledGraph:
     sources: dict[str, str]
 
     @property
-    def program(self) -> GraphProgram:
-        return GraphProgram(self.graph, self.plan, self.model_hash)
-
-
-def graph_report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board) -> dict:
-    """report.json of an imported model: per node weights, per-channel data, arena slice and
-    scratch; Flash (weights, per-channel data, code from the code-size table) and arena against
-    the board."""
-    rows = []
-    for n in g.nodes:
-        w = n.weights.size if n.weights is not None else 0
-        ch = 12 * len(n.requant.bias) if n.requant is not None else 0
-        buf = p.where[n.output]
-        rows.append({"id": n.name, "op": n.op, "bits_in": 8, "bits_w": 8 if w else 0,
-                     "bits_out": 8, "params": w, "weight_bytes": (w + 3) // 4 * 4,
-                     "channel_bytes": ch, "bytes": (w + 3) // 4 * 4 + ch,
-                     "macs": node_macs(g, n),
-                     "arena": {"offset": buf.offset, "bytes": buf.size},
-                     "scratch_bytes": scratch_bytes(g, n),
-                     "constant_channels": int((n.requant.mult == 0).sum()) if n.requant is not None else 0})
-    weights, channel = flash_bytes(g)
-    code = graph_code_bytes({n.op for n in g.nodes if n.op in KERNELS}, len(g.nodes), board.core.cpu)
-    return {"model_hash": model_hash, "board": board.name, "source": "tflite",
-            "model_flash_bytes": weights + channel + code, "weights_flash_bytes": weights,
-            "channel_data_bytes": channel, "code_flash_bytes": code,
-            "arena_bytes": p.arena_bytes, "activation_bytes": p.activation_bytes,
-            "scratch_peak_bytes": max(r["scratch_bytes"] for r in rows),
-            "scratch_overhead_bytes": p.arena_bytes - p.activation_bytes,
-            "budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
-            "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
-            "layers": rows}
+    def program(self) -> Program:
+        return Program(self.graph, self.plan, self.model_hash)
 
 
 def graph_manifest(c: CompiledGraph, board: str, board_file: str | None, class_names: list[str] | None,
@@ -88,7 +60,7 @@ def compile_graph(data: bytes, where: str, board: Board, name: str) -> CompiledG
     check_clamps(g)
     p = plan(g)
     h = tflite.model_hash(data)
-    return CompiledGraph(g, p, h, graph_report(g, p, h, board),
+    return CompiledGraph(g, p, h, report(g, p, h, board, imported=True),
                          render_graph(g, p, h, name, f"imported {Path(where).name}"))
 
 
@@ -98,7 +70,6 @@ def compile_tflite(path: str | Path, data: bytes, board: Board, out_dir: str | P
     """Compile a .tflite file and write build/ (manifest.json, model.tflite, report.json, src/;
     with `build_firmware` the firmware images too)."""
     from qetool.checkpoint import check_class_names
-    from qetool.compiler.compile import over_budget
 
     c = compile_graph(data, str(path), board, name)
     if class_names is not None:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from qetool.compiler.ir_plan import tensor_bytes
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.pack import pack_padded, unpack_bits
-from qetool.compiler.plan import plan
+from qetool.compiler.pack import unpack_bits
+from qetool.compiler.program import Program, arch_program
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
 from qetool.programs import require
@@ -51,12 +52,6 @@ def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") 
     return Path(exe)
 
 
-def pack_input(model: LoweredModel, image_codes: np.ndarray, size: int) -> bytes:
-    """Image codes (H, W, C) packed as the input slot holds them, `size` bytes."""
-    data = pack_padded(image_codes, model.input_bits)
-    return data + bytes(size - len(data))
-
-
 RECORD_CLASS = struct.Struct("<H")
 """The class in an inference record: u16 (up to 65,535 classes)."""
 
@@ -76,24 +71,26 @@ def read_result(data: bytes, pos: int, num_classes: int, arena_bytes: int) -> tu
     return logits, label, data[at + RECORD_CLASS.size:end], end
 
 
-def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes: int,
-               images: list[np.ndarray], arena_bytes: int = 0) -> list[HostResult]:
-    """Run `images` (codes) through the runner in one process; with `arena_bytes`, also
-    return the arena as each inference left it."""
-    stdin = b"".join(pack_input(model, img, input_bytes) for img in images)
+def run_runner(exe: Path, prog: Program, images: list[np.ndarray], arena_bytes: int = 0) -> list[HostResult]:
+    """Run `images` (input codes) through the runner in one process; every layer's output comes
+    back packed (a head's is the logits); with `arena_bytes`, also the arena as each inference
+    left it."""
+    stdin = b"".join(prog.pack(img) for img in images)
     args = [str(exe), str(len(images))] + (["arena"] if arena_bytes else [])
     r = subprocess.run(args, input=stdin, capture_output=True, timeout=600)
     if r.returncode != 0:
         raise QetoolError(f"runner failed ({r.returncode}): {r.stderr.decode().strip()}")
     data, pos, out = r.stdout, 0, []
-    k = model.arch.num_classes
+    g = prog.graph
+    k = g.output_tensor().elements
     for _ in images:
         tensors = {}
-        for layer, nbytes in zip(model.layers, out_bytes):
-            if nbytes:
-                count = layer.h_out * layer.w_out * layer.cout
-                tensors[layer.id] = unpack_bits(data[pos:pos + nbytes], layer.bits_y, count,
-                                                layer.signed_y).reshape(layer.h_out, layer.w_out, layer.cout)
+        for layer, node in zip(prog.layers, g.nodes):
+            if layer.out_shape is not None:
+                t = g.tensors[node.output]
+                nbytes = tensor_bytes(t)
+                tensors[layer.id] = unpack_bits(data[pos:pos + nbytes], t.bits, t.elements,
+                                                t.signed).reshape(layer.out_shape)
                 pos += nbytes
         logits, label, arena, pos = read_result(data, pos, k, arena_bytes)
         out.append(HostResult(tensors, np.array(logits, dtype=np.int32), label, arena))
@@ -102,9 +99,6 @@ def run_runner(exe: Path, model: LoweredModel, out_bytes: list[int], input_bytes
 
 def run_build(build_dir: Path, exe: Path, images: list[np.ndarray],
               arena: bool = False) -> list[HostResult]:
-    """run_runner on build_dir's lowered model, with the layer and input sizes of its plan."""
-    model = LoweredModel.load(Path(build_dir) / "lowered.npz")
-    p = plan(model.arch)
-    out_bytes = [0 if layer.op == "head" else p.buffers[layer.id].size for layer in model.layers]
-    return run_runner(exe, model, out_bytes, p.buffers["image"].size, images,
-                      p.arena_bytes if arena else 0)
+    """run_runner on build_dir's arch.json model (lowered.npz)."""
+    prog = arch_program(LoweredModel.load(Path(build_dir) / "lowered.npz"))
+    return run_runner(exe, prog, images, prog.plan.arena_bytes if arena else 0)

@@ -12,7 +12,8 @@ and the output zero point and fused activation are in the clamp.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Mapping
 
@@ -100,11 +101,40 @@ class Node:
     bits_w: int = 8
 
 
+def own_kernels(node: Node) -> bool:
+    """Whether a node runs on qetool's own sub-byte kernels (single rounding), not the
+    TFLM-arithmetic ones."""
+    return node.requant is not None and node.requant.rounding == "single"
+
+
+def arch_op(node: Node) -> str:
+    """The arch.json op of a node of qetool's own kernels: conv (the stem), conv1x1, dwconv, head."""
+    if node.op == "conv2d":
+        return "conv1x1" if node.window.kernel_h == 1 and node.window.kernel_w == 1 else "conv"
+    return {"depthwise_conv2d": "dwconv", "head": "head"}[node.op]
+
+
+def op_params(node: Node) -> list[int]:
+    """A node's op-specific integers in the order its kernel reads them (Flash, 4 bytes each):
+    ADD zp_b, mult_a, shift_a, mult_b, shift_b, mult_out, shift_out; SOFTMAX mult, left shift,
+    diff_min; MEAN mult, shift."""
+    t = node.attrs
+    if node.op == "add":
+        return [t["zp_b"], t["mult_a"], t["shift_a"], t["mult_b"], t["shift_b"], t["mult_out"], t["shift_out"]]
+    if node.op == "softmax":
+        return [t["mult"], t["shift"], t["diff_min"]]
+    if node.op == "mean":
+        return [t["mult"], t["shift"]]
+    return []
+
+
 @dataclass(frozen=True, eq=False)
 class Graph:
     """Tensors by name, nodes in execution order, the graph's input and output tensor; a float
     input is quantized and a float output dequantized on the host (`float_input`,
-    `float_output`: the model's QUANTIZE and DEQUANTIZE edges)."""
+    `float_output`: the model's QUANTIZE and DEQUANTIZE edges). `picture` says how a picture
+    becomes the input: "offset", int8 = pixel - 128 (gray for one channel), as TFLM's examples
+    feed camera pixels; "shift", codes pixel >> (8 - bits) (arch.json networks)."""
 
     tensors: Mapping[str, Tensor]
     nodes: tuple[Node, ...]
@@ -112,6 +142,7 @@ class Graph:
     output: str
     float_input: bool = False
     float_output: bool = False
+    picture: str = "offset"
 
     @cached_property
     def producer(self) -> dict[str, int]:
@@ -132,3 +163,33 @@ class Graph:
 
     def output_tensor(self) -> Tensor:
         return self.tensors[self.output]
+
+
+@dataclass(frozen=True)
+class IOTensor:
+    """A model input or output as the host sees it: shape H x W x C (HWC), bits, signedness;
+    code q stands for the real value scale * (q - zero_point)."""
+
+    height: int
+    width: int
+    channels: int
+    bits: int
+    signed: bool
+    scale: float
+    zero_point: int
+
+    @property
+    def scale_bits(self) -> int:
+        """The scale as IEEE-754 single-precision bits (how model.h and HELLO carry it)."""
+        return struct.unpack("<I", struct.pack("<f", self.scale))[0]
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def graph_io(g: Graph) -> tuple[IOTensor, IOTensor]:
+    """The graph's input and output as the host sees them."""
+    def io(t: Tensor) -> IOTensor:
+        _, h, w, c = t.shape
+        return IOTensor(h, w, c, t.bits, t.signed, t.scale, t.zero_point)
+    return io(g.input_tensor()), io(g.output_tensor())

@@ -20,15 +20,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from qetool.compiler import ir
+from qetool.compiler.ir import arch_op
 from qetool.compiler.pack import align
 from qetool.compiler.plan import scratch_bytes as arch_scratch_bytes
-
-
-def arch_op(node: ir.Node) -> str:
-    """The arch.json op of a node of qetool's own kernels: conv (the stem), conv1x1, dwconv, head."""
-    if node.op == "conv2d":
-        return "conv1x1" if node.window.kernel_h == 1 and node.window.kernel_w == 1 else "conv"
-    return {"depthwise_conv2d": "dwconv", "head": "head"}[node.op]
 
 
 def scratch_bytes(g: ir.Graph, node: ir.Node) -> int:

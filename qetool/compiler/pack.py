@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from qetool.arch import Arch, Layer, layers
+from qetool.compiler import ir
+from qetool.compiler.ir import arch_op, op_params, own_kernels
 from qetool.errors import QetoolError
 
 ALIGN = 4
@@ -30,6 +32,10 @@ CHANNEL_BYTES = 9
 """Per output channel: bias int32 + multiplier M int32 + shift n int8 (docs/arithmetic.md)."""
 RESIDUAL_CHANNEL_BYTES = 4
 """Extra per output channel of a project with a residual: Mx int32."""
+
+GRAPH_KERNELS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool",
+                 "mean", "pad", "softmax")
+"""The C functions of an imported model's kernels, after the model's name (render_graph.KERNELS)."""
 
 CODE_SIZES = Path(__file__).with_name("code_sizes.json")
 """Code bytes per kernel and core, measured from the ELF by `make code-sizes` (docs/memory.md)."""
@@ -120,6 +126,28 @@ class Flash:
     @property
     def total(self) -> int:
         return self.weights + self.channel + self.code
+
+
+def graph_flash(g: ir.Graph, core: str) -> Flash:
+    """Model Flash of a graph IR on `core`, node by node. qetool's own kernels: packed weights
+    (weight_bytes) and 9 bytes a channel (13 with a residual: channel_bytes), their code from the
+    table's kernels; the TFLM-arithmetic kernels: int8 weights (rounded up to 4), 12 bytes a
+    channel and 4 per op parameter, their code from the table's `graph` entry. For an arch.json
+    network this equals model_flash(arch) (a test proves it)."""
+    rows = []
+    for n in g.nodes:
+        if own_kernels(n):
+            rows.append(LayerFlash(n.name, weight_bytes(n.weights.size, n.bits_w),
+                                   channel_bytes(len(n.requant.bias), len(n.inputs) > 1)))
+        else:
+            w = align(n.weights.size) if n.weights is not None else 0
+            ch = 12 * len(n.requant.bias) if n.requant is not None else 0
+            rows.append(LayerFlash(n.name, w, ch + 4 * len(op_params(n))))
+    if all(own_kernels(n) for n in g.nodes):
+        code = code_bytes({arch_op(n) for n in g.nodes}, len(g.nodes), core)
+    else:
+        code = graph_code_bytes({n.op for n in g.nodes if n.op in GRAPH_KERNELS}, len(g.nodes), core)
+    return Flash(tuple(rows), code)
 
 
 def layer_flash(layer: Layer) -> LayerFlash:

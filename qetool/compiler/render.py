@@ -11,9 +11,8 @@ import json
 import os
 import re
 import shutil
-import struct
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,10 +20,12 @@ import jinja2
 
 from qetool import arch as A
 from qetool.compiler import ir
+from qetool.compiler.ir import IOTensor
 from qetool.compiler.arch_graph import graph_of, graph_plan
-from qetool.compiler.ir_plan import GraphPlan, arch_op, tensor_bytes
+from qetool.compiler.ir import arch_op
+from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.pack import LAYOUTS, pack_padded
+from qetool.compiler.pack import GRAPH_KERNELS, LAYOUTS, pack_padded
 from qetool.compiler.plan import CONV1X1_TILE, Plan
 from qetool.errors import QetoolError
 from qetool.fileio import umask_mode, write_error
@@ -75,38 +76,11 @@ def symbol(name: str, layer_id: str) -> str:
     return f"{name}_{layer_id.replace('.', '_')}"
 
 
-GRAPH_KERNELS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_pool", "max_pool",
-                 "mean", "pad", "softmax")
-"""The C functions of an imported model's kernels, after the model's name (render_graph.KERNELS)."""
-
-
 def model_symbols(name: str) -> tuple[str, ...]:
     """The ELF symbols that make up a model's code: its kernels (either front end's), its
     functions, its layer table."""
     return (*(f"{name}_{fn}" for fn in (*KERNEL_FUNCTIONS.values(), *GRAPH_KERNELS)),
             *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
-
-
-@dataclass(frozen=True)
-class IOTensor:
-    """A model input or output as the host sees it: shape H x W x C (HWC), bits, signedness;
-    code q stands for the real value scale * (q - zero_point)."""
-
-    height: int
-    width: int
-    channels: int
-    bits: int
-    signed: bool
-    scale: float
-    zero_point: int
-
-    @property
-    def scale_bits(self) -> int:
-        """The scale as IEEE-754 single-precision bits (how model.h and HELLO carry it)."""
-        return struct.unpack("<I", struct.pack("<f", self.scale))[0]
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def model_io(model: LoweredModel) -> tuple[IOTensor, IOTensor]:

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from qetool.compiler import ir
-from qetool.compiler.ir_plan import GraphPlan
-from qetool.compiler.render import GRAPH_KERNELS, IOTensor, environment, symbol
+from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
+from qetool.compiler.ir import graph_io, op_params
+from qetool.compiler.pack import GRAPH_KERNELS
+from qetool.compiler.render import environment, symbol
 from qetool.errors import QetoolError
 
 KERNELS = {"conv2d": "KxK convolution (any kernel and stride), HWC. Scratch: 2*kh*kw*c_in bytes (int16 taps).",
@@ -34,14 +36,6 @@ MAX_DIM = 0xFFFF
 """Heights, widths and channels are uint16 in the node descriptor."""
 
 
-def graph_io(g: ir.Graph) -> tuple[IOTensor, IOTensor]:
-    """The graph's input and output as the host sees them."""
-    def io(t: ir.Tensor) -> IOTensor:
-        _, h, w, c = t.shape
-        return IOTensor(h, w, c, t.bits, t.signed, t.scale, t.zero_point)
-    return io(g.input_tensor()), io(g.output_tensor())
-
-
 @dataclass(frozen=True)
 class NodeC:
     """What the templates need of one node."""
@@ -59,22 +53,12 @@ class NodeC:
     in_off: int
     in2_off: int
     out_off: int
+    out_bytes: int
     scratch_off: int
     weights: list[int]
     channels: int
     params: list[int]
     layout: str
-
-
-def _params(node: ir.Node) -> list[int]:
-    t = node.attrs
-    if node.op == "add":
-        return [t["zp_b"], t["mult_a"], t["shift_a"], t["mult_b"], t["shift_b"], t["mult_out"], t["shift_out"]]
-    if node.op == "softmax":
-        return [t["mult"], t["shift"], t["diff_min"]]
-    if node.op == "mean":
-        return [t["mult"], t["shift"]]
-    return []
 
 
 def node_context(g: ir.Graph, p: GraphPlan, name: str) -> list[NodeC]:
@@ -96,9 +80,9 @@ def node_context(g: ir.Graph, p: GraphPlan, name: str) -> list[NodeC]:
             kernel=n.op if n.op in KERNELS else None, x=x, y=y, win=win,
             depth_mult=n.attrs.get("depth_multiplier", 0), lo=lo, hi=hi,
             in_off=p.offset(n.inputs[0]), in2_off=p.offset(n.inputs[1]) if len(n.inputs) > 1 else 0,
-            out_off=p.offset(n.output), scratch_off=p.offset(scratch) if scratch in p.where else 0,
+            out_off=p.offset(n.output), out_bytes=tensor_bytes(y), scratch_off=p.offset(scratch) if scratch in p.where else 0,
             weights=n.weights.reshape(-1).tolist() if n.weights is not None else [],
-            channels=len(q.bias) if q else 0, params=_params(n), layout=LAYOUTS.get(n.op, "")))
+            channels=len(q.bias) if q else 0, params=op_params(n), layout=LAYOUTS.get(n.op, "")))
     return out
 
 
@@ -118,14 +102,6 @@ def render_graph(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: s
     env = environment()
     env.filters["introws"] = _introws
     return {out.format(name): env.get_template(f"{t}.j2").render(**ctx) for t, out in SOURCES.items()}
-
-
-def flash_bytes(g: ir.Graph) -> tuple[int, int]:
-    """Flash of the weights (int8, each array rounded up to 4) and of the per-channel data
-    (bias, multiplier, shift: 12 bytes a channel) and op parameters."""
-    weights = sum((n.weights.size + 3) // 4 * 4 for n in g.nodes if n.weights is not None)
-    channel = sum(12 * len(n.requant.bias) for n in g.nodes if n.requant is not None)
-    return weights, channel + sum(4 * len(_params(n)) for n in g.nodes)
 
 
 def check_clamps(g: ir.Graph) -> None:

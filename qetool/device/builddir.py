@@ -19,7 +19,7 @@ from qetool.compiler.compile import build_report
 from qetool.compiler.compile_graph import MODEL_FILE, CompiledGraph, compile_graph, graph_manifest
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.plan import Plan, plan
-from qetool.compiler.program import ArchProgram, Program
+from qetool.compiler.program import Program, arch_program
 from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, manifest
 from qetool.device.boards import Board, load_board, load_board_file
 from qetool.errors import QetoolError
@@ -79,7 +79,7 @@ class BuildDir:
     @cached_property
     def program(self) -> Program:
         """The model as the device side sees it, whichever front end built it."""
-        return self.graph.program if self.imported else ArchProgram(self.model, self.plan)
+        return self.graph.program if self.imported else arch_program(self.model)
 
     @cached_property
     def model(self) -> LoweredModel:
