@@ -164,7 +164,8 @@ def test_a_budget_above_the_board_warns(tmp_path):
 
 @pytest.mark.parametrize("content, why", [
     ('{"format": "qetool-arch/1"}'.encode("utf-16"), "not a UTF-8 text file"),
-    (b"\x1c\x00\x00\x00TFL3\x00\x00\xff\xfe", "not a UTF-8 text file"),  # a .tflite's first bytes
+    (b"\x1c\x00\x00\x00TFL3\x00\x00\xff\xfe", "a TFLite model; score works on arch.json"),  # a .tflite's first bytes
+    (b"\x1c\x00\x00\x00TFL\xff\x00\x00\xff\xfe", "not a UTF-8 text file"),
     (b"[" * 100_000 + b"]" * 100_000, "nested more than 8 levels deep"),
     (b'{"format": "qetool-arch/1", "format": "qetool-arch/1"}', "key 'format' appears twice"),
 ])

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from qetool import arch as A  # noqa: E402
 from qetool.compiler import firmware  # noqa: E402
+from qetool.compiler.arch_graph import graph_of, graph_plan  # noqa: E402
 from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
 from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
@@ -47,7 +48,8 @@ RUNTIME = (f"{DEFAULT_NAME}_input", f"{DEFAULT_NAME}_arena", f"{DEFAULT_NAME}_la
 def build(arch: A.Arch, board_name: str, out: Path) -> Path:
     """The board image of `arch` (seeded random weights), built from the rendered sources
     alone: compile's report would need the very table this tool measures."""
-    sources = render_sources(lower(random_checkpoint(arch, 0)), plan(arch))
+    model = lower(random_checkpoint(arch, 0))
+    sources = render_sources(graph_of(model), graph_plan(model, plan(arch)), model.model_hash)
     (out / "src").mkdir(parents=True)
     for name, text in sources.items():
         (out / "src" / name).write_text(text)

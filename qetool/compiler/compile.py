@@ -61,7 +61,7 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
                                                                   "--class-names"))
     model = lower(ck)
     p = plan(arch)
-    return Compiled(model, p, build_report(model, p, board), render_sources(model, p, name), ck)
+    return Compiled(model, p, build_report(model, p, board), render_sources(graph_of(model), graph_plan(model, p), model.model_hash, name), ck)
 
 
 def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,

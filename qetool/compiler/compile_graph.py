@@ -10,10 +10,11 @@ from pathlib import Path
 from qetool.compiler import firmware, ir, tflite
 from qetool.compiler.ir_plan import GraphPlan, plan
 from qetool.compiler.program import Program
-from qetool.compiler.report import over_budget, report
-from qetool.compiler.render import BOARD_FILE, MANIFEST_FORMAT, check_name, to_json, write_build
 from qetool.compiler.ir import graph_io
-from qetool.compiler.render_graph import check_clamps, render_graph
+from qetool.compiler.render import (BOARD_FILE, MANIFEST_FORMAT, check_name, render_sources, to_json,
+                                    write_build)
+from qetool.compiler.render_graph import check_clamps
+from qetool.compiler.report import over_budget, report
 from qetool.device.boards import Board
 from qetool.errors import QetoolError
 
@@ -61,7 +62,7 @@ def compile_graph(data: bytes, where: str, board: Board, name: str) -> CompiledG
     p = plan(g)
     h = tflite.model_hash(data)
     return CompiledGraph(g, p, h, report(g, p, h, board, imported=True),
-                         render_graph(g, p, h, name, f"imported {Path(where).name}"))
+                         render_sources(g, p, h, name, f"imported {Path(where).name}"))
 
 
 def compile_tflite(path: str | Path, data: bytes, board: Board, out_dir: str | Path, force: bool,

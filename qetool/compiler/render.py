@@ -16,21 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import jinja2
-
 from qetool import arch as A
 from qetool.compiler import ir
-from qetool.compiler.ir import IOTensor
-from qetool.compiler.arch_graph import graph_of, graph_plan
-from qetool.compiler.ir import arch_op
+from qetool.compiler.arch_graph import graph_of
+from qetool.compiler.ir import IOTensor, arch_op, graph_io
 from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import GRAPH_KERNELS, LAYOUTS, pack_padded
 from qetool.compiler.plan import CONV1X1_TILE, Plan
+from qetool.compiler.render_graph import SOURCES as GRAPH_SOURCES
+from qetool.compiler.render_graph import graph_context
+from qetool.compiler.templating import render_files, symbol
 from qetool.errors import QetoolError
 from qetool.fileio import umask_mode, write_error
-from qetool.paths import TEMPLATES
-from qetool.preprocess import image_step
 
 KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
                     "dwconv": "dwconv_hwc_inplace", "head": "head"}
@@ -47,20 +45,6 @@ BOARD_FILE = "board.toml"
 """build/board.toml: the user's board file, for a build made with --board-file."""
 
 
-def _hexrows(data: bytes, per_line: int = 16) -> list[str]:
-    """Byte rows for a C initializer: `0x12, 0x34, ...` (number formatting only)."""
-    return [", ".join(f"0x{b:02x}" for b in data[i:i + per_line])
-            for i in range(0, len(data), per_line)]
-
-
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True,
-                             lstrip_blocks=True, undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
-    env.filters["hexrows"] = _hexrows
-    return env
-
-
 def check_name(name: object, where: str = "--name") -> str:
     """A model name: a lower-case C identifier of at most 32 characters, not qe_app (the
     firmware's own names)."""
@@ -69,11 +53,6 @@ def check_name(name: object, where: str = "--name") -> str:
         raise QetoolError(f"{where} {name!r}: give a lower-case C identifier (a-z, 0-9, _; at most "
                           "32 characters, starting with a letter, not qe_app...)")
     return name
-
-
-def symbol(name: str, layer_id: str) -> str:
-    """C symbol prefix of a layer: `b3.expand` of model `qe_model` -> `qe_model_b3_expand`."""
-    return f"{name}_{layer_id.replace('.', '_')}"
 
 
 def model_symbols(name: str) -> tuple[str, ...]:
@@ -85,11 +64,8 @@ def model_symbols(name: str) -> tuple[str, ...]:
 
 def model_io(model: LoweredModel) -> tuple[IOTensor, IOTensor]:
     """The input (image codes: pixel >> (8 - bits), docs/arithmetic.md) and the output (int8
-    logits) of a lowered arch.json model."""
-    a = model.arch
-    image = IOTensor(a.resolution, a.resolution, a.in_channels, model.input_bits, False,
-                     image_step(model.input_bits), 0)
-    return image, IOTensor(1, 1, a.num_classes, A.HEAD_BITS, True, model.logit_step, 0)
+    logits) of a lowered arch.json model: its graph IR's."""
+    return graph_io(graph_of(model))
 
 
 @dataclass(frozen=True)
@@ -164,20 +140,32 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
     return out
 
 
-def render_sources(model: LoweredModel, p: Plan, name: str = DEFAULT_NAME) -> dict[str, str]:
-    """The generated C files of an arch.json network, by file name, rendered from its graph IR
-    (arch_graph) and plan; every global symbol starts with `name`."""
-    g, gp = graph_of(model), graph_plan(model, p)
-    layers = layer_context(g, gp, name)
-    x, y = model_io(model)
-    ctx = dict(title=f"qetool model {model.model_hash}", p=name, P=name.upper(),
-               model_hash=model.model_hash, x=x, y=y,
-               num_classes=model.arch.num_classes,
-               input_bytes=gp.where[g.input].size, input_offset=gp.offset(g.input),
-               arena_bytes=gp.arena_bytes, layers=layers, kernels=sorted({l.op for l in layers}),
-               conv1x1_tile=CONV1X1_TILE)
-    env = environment()
-    return {out.format(name): env.get_template(f"{t}.j2").render(**ctx) for t, out in SOURCES.items()}
+def _own_context(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: str) -> dict:
+    """The template context of a graph of qetool's own kernels (templates/kernels.*, model.c,
+    weights.*)."""
+    layers = layer_context(g, p, name)
+    x, y = graph_io(g)
+    return dict(title=title, p=name, P=name.upper(), model_hash=model_hash, x=x, y=y,
+                num_classes=g.output_tensor().elements,
+                input_bytes=p.where[g.input].size, input_offset=p.offset(g.input),
+                arena_bytes=p.arena_bytes, layers=layers, kernels=sorted({l.op for l in layers}),
+                conv1x1_tile=CONV1X1_TILE)
+
+
+def render_sources(g: ir.Graph, p: GraphPlan, model_hash: str, name: str = DEFAULT_NAME,
+                   title: str | None = None) -> dict[str, str]:
+    """The generated C files of a graph IR and its plan, by file name; every global symbol
+    starts with `name`. The kernel family follows the graph's requantization: qetool's own
+    sub-byte kernels (single rounding: templates kernels.*, model.c, weights.*) or the
+    TFLM-arithmetic int8 ones (double rounding: templates graph_*, render_graph)."""
+    own = {ir.own_kernels(n) for n in g.nodes}
+    if own == {True}:
+        return render_files(SOURCES, name, _own_context(g, p, model_hash, name,
+                                                        title or f"qetool model {model_hash}"))
+    if True in own:
+        raise QetoolError("a graph mixing qetool's sub-byte kernels with TFLM-arithmetic ones "
+                          "cannot be rendered yet")
+    return render_files(GRAPH_SOURCES, name, graph_context(g, p, model_hash, name, title or model_hash))
 
 
 def write_build(out_dir: Path, files: dict[str, bytes | str],

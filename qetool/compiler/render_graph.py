@@ -1,6 +1,6 @@
-"""Render the C sources of a graph IR (templates/graph_*.j2, with model.h.j2 and app.h.j2 shared
-with arch.json builds): one descriptor per node, int8 weights and per-channel data in Flash,
-offsets from the graph plan."""
+"""The template context of a graph of TFLM-arithmetic int8 kernels (templates/graph_*.j2, with
+model.h.j2 and app.h.j2 shared with qetool's own kernels; render.render_sources renders it):
+one descriptor per node, int8 weights and per-channel data in Flash, offsets from the plan."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from qetool.compiler import ir
 from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.ir import graph_io, op_params
 from qetool.compiler.pack import GRAPH_KERNELS
-from qetool.compiler.render import environment, symbol
+from qetool.compiler.templating import symbol
 from qetool.errors import QetoolError
 
 KERNELS = {"conv2d": "KxK convolution (any kernel and stride), HWC. Scratch: 2*kh*kw*c_in bytes (int16 taps).",
@@ -86,22 +86,16 @@ def node_context(g: ir.Graph, p: GraphPlan, name: str) -> list[NodeC]:
     return out
 
 
-def _introws(values: list[int], per_line: int = 16) -> list[str]:
-    return [", ".join(str(v) for v in values[i:i + per_line]) for i in range(0, len(values), per_line)]
-
-
-def render_graph(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: str) -> dict[str, str]:
-    """The generated C files of a graph, by file name; every global symbol starts with `name`."""
+def graph_context(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: str) -> dict:
+    """The template context of a graph of TFLM-arithmetic kernels (templates/graph_*.j2, with
+    model.h and app.h)."""
     nodes = node_context(g, p, name)
     x, y = graph_io(g)
-    ctx = dict(title=title, p=name, P=name.upper(), model_hash=model_hash, x=x, y=y, graph=True,
-               num_classes=g.output_tensor().elements, input_bytes=p.where[g.input].size,
-               input_offset=p.offset(g.input), output_offset=p.offset(g.output),
-               arena_bytes=p.arena_bytes, layers=nodes, nodes=nodes,
-               kernels=sorted({n.kernel for n in nodes if n.kernel}), kernel_docs=KERNELS)
-    env = environment()
-    env.filters["introws"] = _introws
-    return {out.format(name): env.get_template(f"{t}.j2").render(**ctx) for t, out in SOURCES.items()}
+    return dict(title=title, p=name, P=name.upper(), model_hash=model_hash, x=x, y=y, graph=True,
+                num_classes=g.output_tensor().elements, input_bytes=p.where[g.input].size,
+                input_offset=p.offset(g.input), output_offset=p.offset(g.output),
+                arena_bytes=p.arena_bytes, layers=nodes, nodes=nodes,
+                kernels=sorted({n.kernel for n in nodes if n.kernel}), kernel_docs=KERNELS)
 
 
 def check_clamps(g: ir.Graph) -> None:
