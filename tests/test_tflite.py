@@ -299,3 +299,32 @@ def test_run_host_takes_float_input_for_a_float_model_and_prints_tflms_floats(tm
     np.save(tmp_path / "bad.npy", np.zeros((7, 6, 5), np.int8))
     r = qetool("run", str(tmp_path / "b"), "--host", "--input", str(tmp_path / "bad.npy"))
     assert r.returncode == 2 and "shape [7, 5, 6]" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_vww_in_the_emulator_is_bit_exact_with_golden_and_tflm(tmp_path):
+    model = shared_model("vww_96_int8.tflite")
+    x = np.random.default_rng(9).integers(-128, 128, size=(96, 96, 3)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    r = qetool("compile", str(model), "--board", "stm32f746", "--build", "-o", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    r = qetool("run", str(tmp_path / "b"), "--emulator", "--input", str(tmp_path / "x.npy"), "--check")
+    assert r.returncode == 0 and "golden: same" in r.stdout, r.stdout + r.stderr
+    r = qetool("flash", str(tmp_path / "b"), "--dry-run", "--tool", "openocd")
+    assert r.returncode == 0 and "board.elf" in r.stdout, r.stderr
+
+
+def test_eval_on_the_host_classifies_tflms_pictures(tmp_path):
+    from PIL import Image
+
+    raw = np.frombuffer(Image.open(shared_model("person.bmp")).tobytes(), np.uint8)
+    for cls in ("no_person", "person"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+    Image.fromarray((raw ^ 0x80).reshape(96, 96), "L").save(tmp_path / "data" / "person" / "a.png")
+    Image.open(shared_model("no_person.bmp")).save(tmp_path / "data" / "no_person" / "b.png")
+    assert qetool("compile", str(shared_model("person_detect.tflite")), "--board", "stm32f746",
+                  "-o", str(tmp_path / "b")).returncode == 0
+    r = qetool("eval", str(tmp_path / "b"), str(tmp_path / "data"), "--host", "--json")
+    assert r.returncode == 0, r.stderr
+    import json
+    doc = json.loads(r.stdout)
+    assert doc["accuracy"] == 1.0 and doc["images"] == 2
