@@ -63,6 +63,19 @@ def means() -> bytes:
     return b.finish(b.float_edges(b.fully_connected(b.mean(x, keep_dims=True), 4)))
 
 
+def aliases() -> bytes:
+    """A RESHAPE's output that an ADD could overwrite in place while the reshaped tensor is
+    still read later (a max pool of it): the planner must not let the in-place ADD clobber a
+    buffer another alias still needs."""
+    b = Builder((4, 4, 3), seed=7, in_zp=0)
+    x = b.conv(b.input, 4, (3, 3), (1, 1), "same", "relu")
+    other = b.reshape(b.conv(x, 4, (1, 1)))
+    r = b.reshape(x)
+    twice = b.add(r, other)
+    late = b.reshape(b.pool(x, (2, 2), (2, 2), "valid", "max"))
+    return b.finish(b.add(b.fully_connected(twice, 5), b.fully_connected(late, 5)))
+
+
 def ds_cnn() -> bytes:
     """A DS-CNN keyword spotter's shape: 49x10x1, a 10x4 stride-2 conv, depthwise-separable
     blocks, average pool, FC, softmax."""
@@ -103,6 +116,7 @@ def mbconv() -> bytes:
 
 
 SYNTHETIC = {"chain": chain, "valid_and_pads": valid_and_pads, "ds_cnn": ds_cnn, "means": means,
+             "aliases": aliases,
              "resnet8": resnet8, "mbconv": mbconv}
 
 

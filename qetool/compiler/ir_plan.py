@@ -17,7 +17,7 @@ greedy planner does), scratch in the same arena.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from qetool.compiler import ir
 from qetool.compiler.ir import arch_op
@@ -85,8 +85,11 @@ class GraphPlan:
         return [(b.names, b.size, b.first, b.last) for b in self.buffers]
 
 
-def _in_place(g: ir.Graph, i: int, node: ir.Node, last: dict[str, int]) -> str | None:
-    """The input a node may overwrite, if any: it dies at this node and has the output's size."""
+def _in_place(g: ir.Graph, i: int, node: ir.Node, dies: Callable[[str], int]) -> str | None:
+    """The input whose buffer a node may write its output into, if any: RESHAPE's always (an
+    alias, nothing is written); for a depthwise convolution with depth multiplier 1 and an ADD,
+    an input whose buffer (all its aliases) dies at this node, `dies(t)` giving the last node
+    reading any tensor of t's buffer, and is as large as the output."""
     y = g.tensors[node.output]
     if node.op == "reshape":
         return node.inputs[0]
@@ -97,7 +100,7 @@ def _in_place(g: ir.Graph, i: int, node: ir.Node, last: dict[str, int]) -> str |
     else:
         return None
     for t in cands:
-        if last[t] == i and tensor_bytes(g.tensors[t]) >= tensor_bytes(y) and t != g.output:
+        if dies(t) == i and tensor_bytes(g.tensors[t]) >= tensor_bytes(y):
             return t
     return None
 
@@ -116,8 +119,12 @@ def lifetimes(g: ir.Graph) -> list[tuple[tuple[str, ...], int, int, int]]:
             t = group[t]
         return t
 
+    def dies(t: str) -> int:
+        r = root(t)
+        return max(last[m] for m in first if root(m) == r)
+
     for i, node in enumerate(g.nodes):
-        src = _in_place(g, i, node, last)
+        src = _in_place(g, i, node, dies)
         if src is not None:
             group[node.output] = root(src)
     members: dict[str, list[str]] = {}
