@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from qetool.fileio import read_bytes
 
 IDENTIFIER = b"TFL3"
 """The flatbuffer file identifier of a TFLite model, at bytes 4..8."""
-INT8, INT32, FLOAT32, INT16, UINT8 = 9, 2, 0, 7, 3
+INT8, INT32, FLOAT32 = 9, 2, 0
 """TensorType codes of the schema."""
 TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 7: "int16", 9: "int8",
               17: "int4"}
@@ -91,7 +91,7 @@ class _Reader:
         n = max(code.builtinCode, code.deprecatedBuiltinCode)
         return self.names.get(n, f"builtin {n}")
 
-    def fail(self, msg: str) -> None:
+    def fail(self, msg: str) -> NoReturn:
         raise QetoolError(f"{self.where}: {msg}")
 
     def raw(self, index: int) -> Any:
@@ -192,7 +192,6 @@ def _clamp(act: int, t: ir.Tensor, r: _Reader, where: str) -> tuple[int, int]:
     if act == 3:
         return max(lo, q(0.0)), min(hi, q(6.0))
     r.fail(f"{where}: fused activation {act} is not supported (NONE, RELU, RELU_N1_TO_1, RELU6)")
-    raise AssertionError
 
 
 def _window(padding: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int,
@@ -214,18 +213,19 @@ def _window(padding: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int,
     return ir.Window(kh, kw, sh, sw, ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
 
 
-def _requant(acc_scale: np.ndarray, bias: np.ndarray, out: ir.Tensor, lo: int, hi: int,
-             r: _Reader, where: str) -> ir.Requant:
+def _requant(acc_scale: np.ndarray, bias: np.ndarray, abs_sums: np.ndarray, out: ir.Tensor,
+             lo: int, hi: int, r: _Reader, where: str) -> ir.Requant:
     """Per channel: multiplier and shift of the real scale acc_scale[c] (already divided by the
-    output scale), the folded bias in int32."""
+    output scale), the folded bias in int32. The kernels sum in int32: |bias| + 128 * sum |w|
+    (`abs_sums`) must fit."""
     mults, shifts = zip(*(quantize_multiplier(float(a)) for a in acc_scale))
-    if np.abs(bias).max(initial=0) > 2**31 - 1:
-        r.fail(f"{where}: the folded bias exceeds int32")
+    if (np.abs(bias) + 128 * abs_sums).max(initial=0) > 2**31 - 1:
+        r.fail(f"{where}: its sums with the bias can exceed the kernels' int32 accumulators")
     return ir.Requant(bias.astype(np.int32), np.array(mults, np.int32), np.array(shifts, np.int32),
                       out.zero_point, lo, hi)
 
 
-def _conv(r: _Reader, k: int, name: str, op: Any, opts: Any, depthwise: bool) -> ir.Node:
+def _conv(r: _Reader, name: str, op: Any, opts: Any, depthwise: bool) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     w, s_w = r.weights(op.inputs[1], f"{name} filter")
@@ -240,25 +240,25 @@ def _conv(r: _Reader, k: int, name: str, op: Any, opts: Any, depthwise: bool) ->
         if w.shape[0] != 1 or wc != cout or cin * mult != cout:
             r.fail(f"{name}: filter {list(w.shape)} for {cin} -> {cout} channels with depth multiplier {mult}")
         weights = w[0].transpose(2, 0, 1)                      # (cout, kh, kw)
-        sums = weights.astype(np.int64).sum(axis=(1, 2))
     else:
         o, kh, kw, wi = w.shape
         if o != cout or wi != cin:
             r.fail(f"{name}: filter {list(w.shape)} for {cin} -> {cout} channels")
         weights = w
-        sums = w.astype(np.int64).sum(axis=(1, 2, 3))
     if len(s_w) not in (1, cout):
         r.fail(f"{name}: {len(s_w)} filter scales for {cout} channels")
     win = _window(opts.padding, x.shape[1], x.shape[2], kh, kw, opts.strideH, opts.strideW, y, r, name)
-    bias = r.bias(op.inputs[2] if len(op.inputs) > 2 else -1, cout, name) - x.zero_point * sums
+    per_channel = weights.reshape(cout, -1).astype(np.int64)
+    bias = r.bias(op.inputs[2] if len(op.inputs) > 2 else -1, cout, name) - x.zero_point * per_channel.sum(axis=1)
     scale = float(x.scale) * np.broadcast_to(s_w, (cout,)) / float(y.scale)
     lo, hi = _clamp(opts.fusedActivationFunction, y, r, name)
     return ir.Node(name, "depthwise_conv2d" if depthwise else "conv2d", (x.name,), y.name, win,
-                   np.ascontiguousarray(weights), _requant(scale, bias, y, lo, hi, r, name),
+                   np.ascontiguousarray(weights),
+                   _requant(scale, bias, np.abs(per_channel).sum(axis=1), y, lo, hi, r, name),
                    {"depth_multiplier": opts.depthMultiplier if depthwise else 1})
 
 
-def _fully_connected(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _fully_connected(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     w, s_w = r.weights(op.inputs[1], f"{name} weights")
@@ -267,8 +267,8 @@ def _fully_connected(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.No
     cout = y.shape[3]
     if w.ndim != 2 or w.shape != (cout, x.elements) or y.elements != cout:
         r.fail(f"{name}: weights {list(w.shape)} for {x.elements} inputs -> {cout} outputs")
-    sums = w.astype(np.int64).sum(axis=1)
-    bias = r.bias(op.inputs[2] if len(op.inputs) > 2 else -1, cout, name) - x.zero_point * sums
+    wide = w.astype(np.int64)
+    bias = r.bias(op.inputs[2] if len(op.inputs) > 2 else -1, cout, name) - x.zero_point * wide.sum(axis=1)
     if len(s_w) == 1:   # per tensor: the float32 product, then double (TFLM's kernel_util)
         scale = np.full(cout, float(np.float32(x.scale) * np.float32(s_w[0])) / float(y.scale))
     elif len(s_w) == cout:
@@ -277,10 +277,10 @@ def _fully_connected(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.No
         r.fail(f"{name}: {len(s_w)} weight scales for {cout} outputs")
     lo, hi = _clamp(opts.fusedActivationFunction if opts else 0, y, r, name)
     return ir.Node(name, "fully_connected", (x.name,), y.name, None, np.ascontiguousarray(w),
-                   _requant(scale, bias, y, lo, hi, r, name))
+                   _requant(scale, bias, np.abs(wide).sum(axis=1), y, lo, hi, r, name))
 
 
-def _add(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _add(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     a = r.tensors[r.activation(op.inputs[0])]
     b = r.tensors[r.activation(op.inputs[1])]
     y = r.tensors[r.activation(op.outputs[0])]
@@ -305,7 +305,7 @@ def _same_quant(x: ir.Tensor, y: ir.Tensor, r: _Reader, name: str) -> None:
                f"{y.scale:g}, {y.zero_point}): not supported")
 
 
-def _pool(r: _Reader, k: int, name: str, op: Any, opts: Any, kind: str) -> ir.Node:
+def _pool(r: _Reader, name: str, op: Any, opts: Any, kind: str) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     _same_quant(x, y, r, name)
@@ -317,7 +317,7 @@ def _pool(r: _Reader, k: int, name: str, op: Any, opts: Any, kind: str) -> ir.No
     return ir.Node(name, kind, (x.name,), y.name, win, attrs={"lo": lo, "hi": hi})
 
 
-def _pad(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _pad(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     _same_quant(x, y, r, name)
@@ -331,7 +331,7 @@ def _pad(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
     return ir.Node(name, "pad", (x.name,), y.name, win, attrs={"value": y.zero_point})
 
 
-def _reshape(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _reshape(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     _same_quant(x, y, r, name)
@@ -340,7 +340,7 @@ def _reshape(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
     return ir.Node(name, "reshape", (x.name,), y.name)
 
 
-def _mean(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _mean(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     """MEAN over H and W: TFLM's integer path, the multiplier of s_x / s_y pre-divided by the
     count N: M' = (M << k) / N, e' = e - k with k = min(floor(log2 N), 32, 31 + e)."""
     x = r.tensors[r.activation(op.inputs[0])]
@@ -358,7 +358,7 @@ def _mean(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
                           "mult": (m << shift) // n, "shift": e - shift})
 
 
-def _softmax(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
+def _softmax(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     x = r.tensors[r.activation(op.inputs[0])]
     y = r.tensors[r.activation(op.outputs[0])]
     if (np.float32(y.scale), y.zero_point) != (np.float32(1 / 256), -128):
@@ -371,13 +371,13 @@ def _softmax(r: _Reader, k: int, name: str, op: Any, opts: Any) -> ir.Node:
 
 
 _CONVERT = {
-    "CONV_2D": lambda r, k, n, op, o: _conv(r, k, n, op, o, False),
-    "DEPTHWISE_CONV_2D": lambda r, k, n, op, o: _conv(r, k, n, op, o, True),
+    "CONV_2D": lambda r, n, op, o: _conv(r, n, op, o, False),
+    "DEPTHWISE_CONV_2D": lambda r, n, op, o: _conv(r, n, op, o, True),
     "FULLY_CONNECTED": _fully_connected, "ADD": _add,
-    "AVERAGE_POOL_2D": lambda r, k, n, op, o: _pool(r, k, n, op, o, "avg_pool"),
-    "MAX_POOL_2D": lambda r, k, n, op, o: _pool(r, k, n, op, o, "max_pool"),
+    "AVERAGE_POOL_2D": lambda r, n, op, o: _pool(r, n, op, o, "avg_pool"),
+    "MAX_POOL_2D": lambda r, n, op, o: _pool(r, n, op, o, "max_pool"),
     "MEAN": _mean, "PAD": _pad, "RESHAPE": _reshape, "SOFTMAX": _softmax}
-"""Each supported operator's converter: (reader, index, node name, operator, options) -> Node."""
+"""Each supported operator's converter: (reader, node name, operator, options) -> Node."""
 
 
 def parse(data: bytes, where: str) -> ir.Graph:
@@ -430,7 +430,7 @@ def _convert(r: _Reader) -> ir.Graph:
             r.fail(f"operator {k} ({opname}): needs {want} input(s) and exactly one output")
         if opname in OPTIONS and type(op.builtinOptions).__name__ != OPTIONS[opname]:
             r.fail(f"operator {k} ({opname}): its options are missing or of another operator")
-        node = _CONVERT[opname](r, k, f"{k}.{opname.lower()}", op, op.builtinOptions)
+        node = _CONVERT[opname](r, f"{k}.{opname.lower()}", op, op.builtinOptions)
         for t in node.inputs:
             if t not in written:
                 r.fail(f"operator {k} ({opname}) reads tensor {t[1:]} before any operator writes it")
