@@ -126,7 +126,7 @@ def test_the_ir_plan_of_an_arch_graph_is_the_closed_form_and_fits_its_lifetimes(
     for a in [load(EXAMPLES / "paper_256k_1m.json")] + [random_arch(rng) for _ in range(40)]:
         model = lower(random_checkpoint(a, 0))
         p = plan(a)
-        gp = graph_plan(model, p)   # raises if two live buffers overlap
+        gp = graph_plan(graph_of(model), p)   # raises if two live buffers overlap
         peaks, head, _ = _closed_form(a)
         assert gp.arena_bytes == p.arena_bytes == max(peaks + [head])
         for name, buf in p.buffers.items():

@@ -49,7 +49,8 @@ def build(arch: A.Arch, board_name: str, out: Path) -> Path:
     """The board image of `arch` (seeded random weights), built from the rendered sources
     alone: compile's report would need the very table this tool measures."""
     model = lower(random_checkpoint(arch, 0))
-    sources = render_sources(graph_of(model), graph_plan(model, plan(arch)), model.model_hash)
+    g = graph_of(model)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash)
     (out / "src").mkdir(parents=True)
     for name, text in sources.items():
         (out / "src" / name).write_text(text)

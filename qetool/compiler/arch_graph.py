@@ -45,8 +45,8 @@ def graph_of(model: LoweredModel) -> ir.Graph:
                     picture="shift")
 
 
-def graph_plan(model: LoweredModel, p: Plan) -> GraphPlan:
-    """The IR plan of the graph with plan.py's placement (`p`, the closed form the search
-    evaluates), checked against the graph's lifetimes."""
+def graph_plan(g: ir.Graph, p: Plan) -> GraphPlan:
+    """The IR plan of an arch network's graph with plan.py's placement (`p`, the closed form the
+    search evaluates), checked against the graph's lifetimes."""
     offsets = {n: b.offset for n, b in p.buffers.items() if b.alias is None}
-    return ir_plan.plan(graph_of(model), offsets, p.arena_bytes)
+    return ir_plan.plan(g, offsets, p.arena_bytes)

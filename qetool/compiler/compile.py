@@ -39,7 +39,8 @@ class Compiled:
 
 def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
     """report.json of an arch.json network (report.report over its graph IR)."""
-    return report(graph_of(model), graph_plan(model, p), model.model_hash, board)
+    g = graph_of(model)
+    return report(g, graph_plan(g, p), model.model_hash, board)
 
 
 MAX_LAYERS = 0xFFFF
@@ -61,7 +62,10 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
                                                                   "--class-names"))
     model = lower(ck)
     p = plan(arch)
-    return Compiled(model, p, build_report(model, p, board), render_sources(graph_of(model), graph_plan(model, p), model.model_hash, name), ck)
+    g = graph_of(model)
+    gp = graph_plan(g, p)
+    return Compiled(model, p, report(g, gp, model.model_hash, board),
+                    render_sources(g, gp, model.model_hash, name), ck)
 
 
 def compile_model(arch_path: str | Path, board: Board, out_dir: str | Path,

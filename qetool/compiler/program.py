@@ -140,4 +140,5 @@ class Program:
 
 def arch_program(model: LoweredModel) -> Program:
     """An arch.json network's lowered model as the device side sees it."""
-    return Program(graph_of(model), graph_plan(model, plan(model.arch)), model.model_hash)
+    g = graph_of(model)
+    return Program(g, graph_plan(g, plan(model.arch)), model.model_hash)
