@@ -342,3 +342,22 @@ def test_eval_on_the_host_classifies_tflms_pictures(tmp_path):
     import json
     doc = json.loads(r.stdout)
     assert doc["accuracy"] == 1.0 and doc["images"] == 2
+
+
+def test_check_names_the_first_node_where_tflm_differs(tmp_path, monkeypatch):
+    """run --check compares the golden model with TFLM's interpreter node by node: a reference
+    that differs at one node (here made so) is reported with that node's name."""
+    from qetool.device.run import run_inputs
+
+    (tmp_path / "m.tflite").write_bytes(chain())
+    assert qetool("compile", str(tmp_path / "m.tflite"), "--board", "stm32f746", "-o", str(tmp_path / "b")).returncode == 0
+    real = tflm_ref.TflmReference.run
+
+    def off_by_one(self, g, codes):
+        values = real(self, g, codes)
+        values["2.conv_2d"] = values["2.conv_2d"] + 1
+        return values
+
+    monkeypatch.setattr(tflm_ref.TflmReference, "run", off_by_one)
+    [(_, r)] = list(run_inputs(str(tmp_path / "b"), True, False, None, 115200, [], [], True))
+    assert r.same is False and "TFLM's interpreter differs from the golden model at node 2.conv_2d" in r.difference

@@ -15,7 +15,7 @@ from qetool.device.builddir import BuildDir
 from qetool.device.protocol import Counter
 from qetool.device.session import Session, connect
 from qetool.errors import QetoolError
-from qetool.fileio import read_npy
+from qetool.fileio import read_bytes, read_npy
 from qetool.preprocess import load_pixels, sample_pixels
 
 UNITS = {Counter.INSTRUCTIONS: "instructions", Counter.CYCLES: "cycles",
@@ -78,9 +78,10 @@ def _inputs(prog: Program, images: list[str], arrays: list[str]) -> list[tuple[s
 def _reference(build: BuildDir, check: bool):
     """TFLM's interpreter for an imported model under --check, when tflite-micro is installed."""
     from qetool.compiler import tflm_ref
+    from qetool.compiler.compile_graph import MODEL_FILE
 
     if check and build.imported and tflm_ref.available():
-        return tflm_ref.TflmReference((build.path / "model.tflite").read_bytes())
+        return tflm_ref.TflmReference(read_bytes(build.path / MODEL_FILE))
     return None
 
 
@@ -98,7 +99,7 @@ def _checked(build: BuildDir, session: Session | None, r: RunResult, codes: np.n
         g = build.graph.graph
         diff = tflm_ref.first_difference(g, want.tensors, reference.run(g, codes))
         if diff is not None:
-            r.difference = (f"{r.difference}; " if not r.same else "(the device agrees); ") + \
+            r.difference = (f"{r.difference}; " if not r.same else "") + \
                 f"TFLM's interpreter differs from the golden model at {diff}"
             r.same = False
     return r
