@@ -203,7 +203,3 @@ def pack_padded(codes: np.ndarray, bits: int) -> bytes:
     data = pack_bits(codes, bits)
     return data + bytes(align(len(data)) - len(data))
 
-
-def pack_weights(op: str, w_oihw: np.ndarray, bits: int) -> bytes:
-    """A layer's weights as stored in Flash: kernel order, packed, padded (weight_bytes long)."""
-    return pack_padded(kernel_order(op, w_oihw), bits)
