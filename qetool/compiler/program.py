@@ -16,7 +16,7 @@ from qetool.compiler.ir import arch_op, own_kernels
 from qetool.compiler.ir_plan import GraphPlan
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import pack_bits, pack_padded
-from qetool.compiler.plan import plan
+from qetool.compiler.plan import Plan, plan
 from qetool.compiler.tflm_math import dequantize, quantize_float
 from qetool.errors import QetoolError
 from qetool.preprocess import image_codes, int8_image_codes
@@ -138,7 +138,8 @@ class Program:
                 for n in g.nodes]
 
 
-def arch_program(model: LoweredModel) -> Program:
-    """An arch.json network's lowered model as the device side sees it."""
+def arch_program(model: LoweredModel, p: Plan | None = None) -> Program:
+    """An arch.json network's lowered model (with its plan, computed when not given) as the
+    device side sees it."""
     g = graph_of(model)
-    return Program(g, graph_plan(g, plan(model.arch)), model.model_hash)
+    return Program(g, graph_plan(g, p or plan(model.arch)), model.model_hash)

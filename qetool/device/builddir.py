@@ -79,7 +79,7 @@ class BuildDir:
     @cached_property
     def program(self) -> Program:
         """The model as the device side sees it, whichever front end built it."""
-        return self.graph.program if self.imported else arch_program(self.model)
+        return self.graph.program if self.imported else arch_program(self.model, self.plan)
 
     @cached_property
     def model(self) -> LoweredModel:
