@@ -208,11 +208,48 @@ def fuzz_manifest(data: st.DataObject, s: Seeds) -> None:
     _ = (b.model, b.board, b.input_bytes, b.name, b.report)
 
 
+def mutate_tflite(data: st.DataObject, blob: bytes) -> bytes:
+    """A TFLite model with one to three of its fields changed through the schema's object API: a
+    tensor's dimension or type, an operator's input or output index, an option's value."""
+    import flatbuffers
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(blob), 0)
+    g = m.subgraphs[0]
+    small = st.integers(-3, 70)
+    for _ in range(data.draw(st.integers(1, 3))):
+        kind = data.draw(st.sampled_from(["dim", "type", "input", "output", "option"]))
+        if kind in ("dim", "type"):
+            t = g.tensors[data.draw(st.integers(0, len(g.tensors) - 1))]
+            if kind == "type":
+                t.type = data.draw(st.sampled_from([0, 2, 3, 7, 9, 17]))
+            elif len(t.shape):
+                t.shape[data.draw(st.integers(0, len(t.shape) - 1))] = data.draw(small)
+        else:
+            op = g.operators[data.draw(st.integers(0, len(g.operators) - 1))]
+            if kind == "option":
+                opts = op.builtinOptions
+                fields = [k for k, v in vars(opts).items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)] if opts else []
+                if fields:   # unsigned enum fields: keep values a byte holds
+                    setattr(opts, data.draw(st.sampled_from(fields)), data.draw(st.integers(0, 70)))
+            else:
+                arr = op.inputs if kind == "input" else op.outputs
+                arr[data.draw(st.integers(0, len(arr) - 1))] = data.draw(st.integers(-2, len(g.tensors) + 2))
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
 def fuzz_tflite(data: st.DataObject, s: Seeds) -> None:
-    """The TFLite front end through the plan and the C sources."""
+    """The TFLite front end through the plan, the C sources and the golden model: bytes mutated,
+    or fields through the schema's object API."""
     from qetool.compiler.compile_graph import compile_graph
 
-    compile_graph(mutate_bytes(data, s.tflite), "fuzz.tflite", load_board("stm32f746"), "qe_model")
+    blob = mutate_tflite(data, s.tflite) if data.draw(st.booleans()) else mutate_bytes(data, s.tflite)
+    prog = compile_graph(blob, "fuzz.tflite", load_board("stm32f746"), "qe_model").program
+    x = prog.input
+    prog.golden(np.zeros((x.height, x.width, x.channels), np.int32))   # what run --host does
 
 
 def fuzz_image(data: st.DataObject, s: Seeds) -> None:

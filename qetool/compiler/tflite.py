@@ -325,7 +325,7 @@ def _pad(r: _Reader, name: str, op: Any, opts: Any) -> ir.Node:
     if p is None or p.shape != (4, 2) or (p < 0).any() or (p[0] != 0).any() or (p[3] != 0).any():
         r.fail(f"{name}: only non-negative padding of H and W (int32 [4, 2]) is supported")
     (t, b), (left, right) = p[1], p[2]
-    if (x.shape[1] + t + b, x.shape[2] + left + right) != y.shape[1:3]:
+    if (x.shape[1] + t + b, x.shape[2] + left + right, x.shape[3]) != y.shape[1:]:
         r.fail(f"{name}: padding {p.tolist()} does not give the output shape {list(y.shape)}")
     win = ir.Window(1, 1, 1, 1, int(t), int(b), int(left), int(right))
     return ir.Node(name, "pad", (x.name,), y.name, win, attrs={"value": y.zero_point})
