@@ -247,7 +247,9 @@ def fuzz_tflite(data: st.DataObject, s: Seeds) -> None:
     from qetool.compiler.compile_graph import compile_graph
 
     blob = mutate_tflite(data, s.tflite) if data.draw(st.booleans()) else mutate_bytes(data, s.tflite)
-    prog = compile_graph(blob, "fuzz.tflite", load_board("stm32f746"), "qe_model").program
+    c = compile_graph(blob, "fuzz.tflite", load_board("stm32f746"), "qe_model")
+    _ = c.sources
+    prog = c.program
     x = prog.input
     prog.golden(np.zeros((x.height, x.width, x.channels), np.int32))   # what run --host does
 

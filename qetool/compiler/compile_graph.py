@@ -5,6 +5,7 @@ file, and every later command converts that copy again."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from qetool.compiler import firmware, ir, tflite
@@ -25,15 +26,23 @@ MAX_NODES = 0xFFFF
 
 @dataclass(frozen=True)
 class CompiledGraph:
+    """An imported model in memory: its graph, plan, hash and report; its C sources (named after
+    `name`) are rendered when first asked for (later commands read the build without them)."""
+
     graph: ir.Graph
     plan: GraphPlan
     model_hash: str
     report: dict
-    sources: dict[str, str]
+    name: str
+    title: str
 
     @property
     def program(self) -> Program:
         return Program(self.graph, self.plan, self.model_hash)
+
+    @cached_property
+    def sources(self) -> dict[str, str]:
+        return render_sources(self.graph, self.plan, self.model_hash, self.name, self.title)
 
 
 def graph_manifest(c: CompiledGraph, board: str, board_file: str | None, class_names: list[str] | None,
@@ -61,8 +70,8 @@ def compile_graph(data: bytes, where: str, board: Board, name: str) -> CompiledG
     check_clamps(g)
     p = plan(g)
     h = tflite.model_hash(data)
-    return CompiledGraph(g, p, h, report(g, p, h, board, imported=True),
-                         render_sources(g, p, h, name, f"imported {Path(where).name}"))
+    return CompiledGraph(g, p, h, report(g, p, h, board, imported=True), name,
+                         f"imported {Path(where).name}")
 
 
 def compile_tflite(path: str | Path, data: bytes, board: Board, out_dir: str | Path, force: bool,
