@@ -9,7 +9,6 @@ step per layer when fed the same input codes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,7 +16,7 @@ from qetool import arch as A
 from qetool.checkpoint import Checkpoint
 from qetool.compiler import ir, ir_golden
 from qetool.compiler.arch_graph import graph_of
-from qetool.compiler.ir_golden import window_sums
+from qetool.compiler.ir_golden import Trace, argmax, window_sums
 from qetool.compiler.lower import LoweredModel, code_range, tensor_step
 
 
@@ -37,20 +36,6 @@ def conv_acc(x: np.ndarray, w: np.ndarray, stride: int, pad: tuple[int, int, int
 def channel_sums(x: np.ndarray) -> np.ndarray:
     """The head's int32 sum over H*W of each channel's codes."""
     return x.astype(np.int64).sum(axis=(0, 1))
-
-
-@dataclass
-class Trace:
-    """Every tensor's codes (keyed by tensor name), the int8 logits and the class."""
-
-    tensors: dict[str, np.ndarray]
-    logits: np.ndarray
-    label: int
-
-
-def argmax(logits: np.ndarray) -> int:
-    """The class: the largest logit, ties to the lowest index."""
-    return int(np.argmax(logits))
 
 
 def run(model: LoweredModel, image_codes: np.ndarray) -> Trace:

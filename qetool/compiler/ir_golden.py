@@ -4,10 +4,27 @@ Tensors are int32 code arrays (H, W, C)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from qetool.compiler import ir
 from qetool.compiler.tflm_math import multiply_by_quantized_multiplier, softmax_int8
+
+
+@dataclass
+class Trace:
+    """An inference's codes: every layer's output (keyed by layer or tensor name), the output
+    (an arch network's int8 logits) and the class."""
+
+    tensors: dict[str, np.ndarray]
+    logits: np.ndarray
+    label: int
+
+
+def argmax(logits: np.ndarray) -> int:
+    """The class: the largest output, ties to the lowest index."""
+    return int(np.argmax(logits))
 
 
 def _padded(x: np.ndarray, w: ir.Window, value: int) -> np.ndarray:

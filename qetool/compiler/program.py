@@ -13,6 +13,7 @@ from qetool.compiler import ir, ir_golden
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.ir import graph_io
 from qetool.compiler.ir import arch_op, own_kernels
+from qetool.compiler.ir_golden import Trace, argmax
 from qetool.compiler.ir_plan import GraphPlan
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import pack_bits, pack_padded
@@ -34,15 +35,6 @@ class LayerInfo:
     bits_w: int
     macs: int
     out_shape: tuple[int, int, int] | None
-
-
-@dataclass
-class Trace:
-    """The golden model's codes of every layer output (by layer id), the output and the class."""
-
-    tensors: dict[str, np.ndarray]
-    logits: np.ndarray
-    label: int
 
 
 def node_macs(g: ir.Graph, n: ir.Node) -> int:
@@ -129,7 +121,7 @@ class Program:
     def golden(self, codes: np.ndarray) -> Trace:
         values = ir_golden.run(self.graph, codes)
         out = values[self.graph.output].reshape(-1)
-        return Trace({n.name: values[n.output] for n in self.graph.nodes}, out, int(np.argmax(out)))
+        return Trace({n.name: values[n.output] for n in self.graph.nodes}, out, argmax(out))
 
     def layer_crcs(self, t: Trace) -> list[int]:
         """CRC-32 of every layer's output as the device holds it, packed (0 for a head)."""

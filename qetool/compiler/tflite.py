@@ -17,7 +17,6 @@ import numpy as np
 from qetool.compiler import ir
 from qetool.compiler.tflm_math import quantize_multiplier, round_away, softmax_params
 from qetool.errors import QetoolError
-from qetool.fileio import read_bytes
 
 IDENTIFIER = b"TFL3"
 """The flatbuffer file identifier of a TFLite model, at bytes 4..8."""
@@ -443,10 +442,4 @@ def _convert(r: _Reader) -> ir.Graph:
     if f"t{y}" not in written or y == x:
         r.fail("the model's output is not written by any operator")
     return ir.Graph(dict(r.tensors), tuple(nodes), f"t{x}", f"t{y}", float_in, float_out)
-
-
-def load(path: str | Path) -> tuple[ir.Graph, bytes]:
-    """Read and convert a .tflite file; returns the graph and the file's bytes."""
-    data = read_bytes(path)
-    return parse(data, str(path)), data
 

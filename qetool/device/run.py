@@ -10,7 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
-from qetool.compiler.program import Program, Trace
+from qetool.compiler.ir_golden import Trace
+from qetool.compiler.program import Program
 from qetool.device.builddir import BuildDir
 from qetool.device.protocol import Counter
 from qetool.device.session import Session, connect
