@@ -15,6 +15,7 @@ from qetool.compiler.ir_plan import tensor_bytes
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.pack import unpack_bits
 from qetool.compiler.program import Program, arch_program
+from qetool.compiler.render import REFERENCE_DIR
 from qetool.errors import QetoolError
 from qetool.paths import FIRMWARE
 from qetool.programs import require
@@ -23,9 +24,14 @@ WARNINGS = ("-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror")
 """The generated C compiles without a warning under these, with gcc and arm-none-eabi-gcc."""
 
 
-def model_sources(src: Path) -> list[Path]:
-    """The generated model's C files in build/src (their names follow the model's name)."""
-    return sorted(Path(src).glob("*.c"))
+def model_sources(src: Path, reference: bool = False) -> list[Path]:
+    """The generated model's C files in build/src (their names follow the model's name); with
+    `reference`, the reference kernels of build/src/ref/ in place of the optimized ones."""
+    files = sorted(Path(src).glob("*.c"))
+    if not reference:
+        return files
+    ref = {f.name: f for f in (Path(src) / REFERENCE_DIR).glob("*.c")}
+    return [ref.get(f.name, f) for f in files]
 
 
 @dataclass
@@ -38,14 +44,16 @@ class HostResult:
     arena: bytes = b""
 
 
-def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2") -> Path:
-    """Compile build_dir/src with the host runner into `exe`."""
+def build_runner(build_dir: Path, exe: Path, cc: str = "gcc", opt: str = "-O2",
+                 reference: bool = False) -> Path:
+    """Compile build_dir/src with the host runner into `exe` (with `reference`, the reference
+    kernels: model_sources)."""
     cc = require(cc)
     src = Path(build_dir) / "src"
     host = FIRMWARE / "host"
     cmd = [cc, *WARNINGS, opt, "-DQE_WITH_LAYER_INFO", "-DQE_HOOKS_HEADER=\"host_hooks.h\"",
            f"-I{src}", f"-I{host}", "-o", str(exe), str(host / "runner.c"),
-           *map(str, model_sources(src))]
+           *map(str, model_sources(src, reference))]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise QetoolError(f"host build failed: {r.stderr.strip()}")

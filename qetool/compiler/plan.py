@@ -29,20 +29,28 @@ CONV1X1_TILE = 8
 """Output pixels a 1x1 kernel computes together: each unpacked weight feeds this many MACs."""
 
 
+def dw_weight_words(kernel: int) -> int:
+    """int32 words of one depthwise channel's weights in the kernel's scratch: per kernel row,
+    two words for each group of four taps (docs/kernels.md)."""
+    return kernel * 2 * ((kernel + 3) // 4)
+
+
 def scratch_bytes(op: str, kernel: int, cin: int, h_in: int, w_in: int,
                   pad: tuple[int, int, int, int]) -> int:
-    """Kernel scratch in bytes, rounded up to 4:
+    """Kernel scratch in bytes, rounded up to 4 (docs/kernels.md):
     conv (stem): one output pixel's receptive field as int16, 2 * k * k * Cin;
-    conv1x1: a tile of T = CONV1X1_TILE pixels' inputs and one weight row, int16, 2*(T+1)*Cin;
-    dwconv: one padded input channel plane as uint8, (H + pt + pb) * (W + pl + pr);
+    conv1x1: a tile of T = CONV1X1_TILE pixels' inputs and one weight row as int16 pairs, with
+        Cin rounded up to four channels C4: 2 * (T + 1) * C4;
+    dwconv: one padded input channel plane as uint8 and four spare bytes, rounded up to 4, then
+        the channel's weights, 4 * dw_weight_words(k);
     head: one int32 sum per channel, 4 * Cin."""
     t, b, left, r = pad
     if op == "conv":
         n = 2 * kernel * kernel * cin
     elif op == "conv1x1":
-        n = 2 * (CONV1X1_TILE + 1) * cin
+        n = 2 * (CONV1X1_TILE + 1) * ((cin + 3) // 4 * 4)
     elif op == "dwconv":
-        n = (h_in + t + b) * (w_in + left + r)
+        n = align((h_in + t + b) * (w_in + left + r) + 4) + 4 * dw_weight_words(kernel)
     else:
         n = 4 * cin
     return align(n)

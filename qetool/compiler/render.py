@@ -30,11 +30,15 @@ from qetool.compiler.templating import render_files, symbol
 from qetool.errors import QetoolError
 from qetool.fileio import umask_mode, write_error
 
+REFERENCE_DIR = "ref"
+"""build/src/ref/: the reference kernels, the same functions as the optimized NAME_kernels.c
+(the tests build either; the firmware links the optimized ones)."""
 KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
                     "dwconv": "dwconv_hwc_inplace", "head": "head"}
 """The C function of each op, after the model's name: `qe_model_conv_hwc` (the ops of
 pack.code_table)."""
-SOURCES = {"kernels.h": "{}_kernels.h", "kernels.c": "{}_kernels.c", "model.h": "{}.h",
+SOURCES = {"kernels.h": "{}_kernels.h", "kernels.c": "{}_kernels.c",
+           "kernels_ref.c": f"{REFERENCE_DIR}/{{}}_kernels.c", "model.h": "{}.h",
            "model.c": "{}.c", "weights.h": "{}_weights.h", "weights.c": "{}_weights.c",
            "app.h": "qe_app.h"}
 """Each template (templates/NAME.j2) and the file it renders, {} standing for the model's name."""
