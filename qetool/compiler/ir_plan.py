@@ -75,6 +75,18 @@ class GraphPlan:
     def offset(self, name: str) -> int:
         return self.where[name].offset
 
+    def scratch_room(self, node: str) -> int:
+        """Bytes a node's kernel may use from its scratch offset on: its scratch and the free
+        arena above it while the node runs, up to the next live buffer or the arena's end
+        (docs/kernels.md: kernels use room beyond their scratch to go faster, never to need
+        a bigger arena). 0 for a node without scratch."""
+        s = self.where.get(f"{node}.scratch")
+        if s is None:
+            return 0
+        above = [b.offset for b in self.buffers
+                 if b is not s and b.first <= s.first <= b.last and b.offset >= s.end]
+        return min(above, default=self.arena_bytes) - s.offset
+
     @property
     def activation_bytes(self) -> int:
         """Arena bytes the activations alone need (the plan without scratch: the same placement

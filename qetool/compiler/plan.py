@@ -31,14 +31,16 @@ CONV1X1_TILE = 8
 
 def dw_weight_words(kernel: int) -> int:
     """int32 words of one depthwise channel's weights in the kernel's scratch: per kernel row,
-    two words for each group of four taps (docs/kernels.md)."""
-    return kernel * 2 * ((kernel + 3) // 4)
+    two for each group of four taps and for a last group of two or three, one for a last single
+    tap (docs/kernels.md)."""
+    return kernel * (2 * (kernel // 4) + (0, 1, 2, 2)[kernel % 4])
 
 
 def scratch_bytes(op: str, kernel: int, cin: int, h_in: int, w_in: int,
                   pad: tuple[int, int, int, int]) -> int:
     """Kernel scratch in bytes, rounded up to 4 (docs/kernels.md):
-    conv (stem): one output pixel's receptive field as int16, 2 * k * k * Cin;
+    conv (stem): one output pixel's receptive field as int16 pairs, its k * k * Cin taps rounded
+        up to four: 2 * ceil4(k * k * Cin);
     conv1x1: a tile of T = CONV1X1_TILE pixels' inputs and one weight row as int16 pairs, with
         Cin rounded up to four channels C4: 2 * (T + 1) * C4;
     dwconv: one padded input channel plane as uint8 and four spare bytes, rounded up to 4, then
@@ -46,7 +48,7 @@ def scratch_bytes(op: str, kernel: int, cin: int, h_in: int, w_in: int,
     head: one int32 sum per channel, 4 * Cin."""
     t, b, left, r = pad
     if op == "conv":
-        n = 2 * kernel * kernel * cin
+        n = 2 * ((kernel * kernel * cin + 3) // 4 * 4)
     elif op == "conv1x1":
         n = 2 * (CONV1X1_TILE + 1) * ((cin + 3) // 4 * 4)
     elif op == "dwconv":

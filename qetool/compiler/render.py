@@ -77,7 +77,8 @@ class LayerC:
     """What the templates need of one node of qetool's own kernels (an arch.json network's
     layer), read from the graph IR and its plan: index, C symbol and kernel; geometry (px,
     channels), bits and signedness of input, weights, output and residual; clamp; integer
-    constants; arena offsets (bytes) and packed weights."""
+    constants; arena offsets (bytes), the room from the scratch offset on (GraphPlan.scratch_room)
+    and packed weights."""
 
     index: int
     id: str
@@ -113,6 +114,7 @@ class LayerC:
     out_bytes: int
     res_off: int
     scratch_off: int
+    scratch_room: int
     packed: bytes
 
 
@@ -140,6 +142,7 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
             in_off=p.offset(x.name), out_off=0 if head else p.offset(y.name),
             out_bytes=0 if head else tensor_bytes(y),
             res_off=p.offset(r.name) if r else 0, scratch_off=p.offset(f"{node.name}.scratch"),
+            scratch_room=p.scratch_room(node.name),
             packed=pack_padded(node.weights, node.bits_w)))
     return out
 
