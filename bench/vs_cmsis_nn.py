@@ -1,0 +1,291 @@
+"""qetool's kernels against CMSIS-NN's on the same shapes, in one emulator run.
+
+One QEMU image (mps2-an500, Cortex-M7, -O2) holds qetool's kernels and CMSIS-NN's
+(arm_convolve_wrapper_s8/_s4, arm_depthwise_conv_wrapper_s8/_s4), built from the sources given
+by path (Apache-2.0, kept outside the project). The shapes: those of ../shared/notes/emulator.md
+and every distinct layer shape of examples/paper_256k_1m.json and examples/mcunet_style_80.json.
+Each kernel call is counted exactly by the TCG plugin between two marks; CMSIS-NN's outputs are
+checked against a numpy model of TFLite's arithmetic (qetool.compiler.tflm_math), qetool's
+kernels are bit-exact in `make test`. qetool's kernels get exactly their planned scratch (no
+room above it). Prints instructions per MAC per shape and width and the ratio to CMSIS-NN int8.
+
+    python bench/vs_cmsis_nn.py [--cmsis-nn DIR] [--cmsis-core DIR] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qetool import arch as A  # noqa: E402
+from qetool.compiler import firmware, tflm_math  # noqa: E402
+from qetool.compiler.arch_graph import graph_of, graph_plan  # noqa: E402
+from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
+from qetool.compiler.lower import lower  # noqa: E402
+from qetool.compiler.pack import act_bytes, kernel_order, pack_padded  # noqa: E402
+from qetool.compiler.plan import plan, scratch_bytes  # noqa: E402
+from qetool.compiler.render import render_sources  # noqa: E402
+from qetool.device.boards import load_board  # noqa: E402
+from qetool.device.emulator import MARKER, plugin, read_marks, symbol_address  # noqa: E402
+from qetool.paths import FIRMWARE  # noqa: E402
+from qetool.table import render  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "third_party"
+HARNESS = Path(__file__).with_name("cmsis_nn") / "harness.c"
+WIDTHS = ((8, 8), (6, 6), (4, 4))
+"""qetool's (bits_a, bits_w) per shape."""
+KINDS = {"conv1x1": 0, "dwconv": 1, "conv": 2}
+NN_CONV_S8, NN_DW_S8, NN_CONV_S4, NN_DW_S4 = 10, 11, 12, 13
+CASE = struct.Struct("<17I4i4I")
+MARK_PAIR = 3
+"""Instructions of an empty pair of marks (../shared/notes/emulator.md)."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One layer shape: op (conv = the stem, conv1x1, dwconv), input H x W x Cin, Cout, kernel,
+    stride; padding k // 2 (SAME for odd k)."""
+
+    op: str
+    h: int
+    w: int
+    cin: int
+    cout: int
+    k: int
+    stride: int
+
+    @property
+    def out(self) -> tuple[int, int]:
+        return (self.h - 1) // self.stride + 1, (self.w - 1) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        ho, wo = self.out
+        per = self.k * self.k * (1 if self.op == "dwconv" else self.cin)
+        return ho * wo * self.cout * per
+
+    @property
+    def label(self) -> str:
+        name = {"conv": f"stem {self.k}x{self.k}", "conv1x1": "1x1",
+                "dwconv": f"dw {self.k}x{self.k}"}[self.op]
+        return f"{name} s{self.stride} {self.h}x{self.w}x{self.cin}->{self.cout}"
+
+    @property
+    def pad(self) -> tuple[int, int, int, int]:
+        """top, bottom, left, right: SAME as qetool's arch layers pad."""
+        ho, wo = self.out
+        ph = max((ho - 1) * self.stride + self.k - self.h, 0)
+        pw = max((wo - 1) * self.stride + self.k - self.w, 0)
+        return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+
+
+NOTES_SHAPES = (Shape("conv1x1", 40, 40, 32, 96, 1, 1), Shape("conv1x1", 20, 20, 96, 32, 1, 1),
+                Shape("dwconv", 40, 40, 96, 96, 5, 1), Shape("dwconv", 40, 40, 96, 96, 3, 2),
+                Shape("conv", 80, 80, 3, 16, 3, 2))
+"""The shapes whose CMSIS-NN figures ../shared/notes/emulator.md gives."""
+
+
+def arch_shapes(path: Path) -> list[Shape]:
+    return [Shape(layer.op, layer.h_in, layer.w_in, layer.cin, layer.cout, layer.kernel, layer.stride)
+            for layer in A.layers(A.load(path)) if layer.op != "head"]
+
+
+def all_shapes() -> list[Shape]:
+    out: list[Shape] = []
+    for s in (*NOTES_SHAPES, *arch_shapes(ROOT / "examples" / "paper_256k_1m.json"),
+              *arch_shapes(ROOT / "examples" / "mcunet_style_80.json")):
+        if s not in out:
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The cases: header and data per kernel call, as harness.c reads them.
+
+
+@dataclass
+class Case:
+    shape: Shape
+    kind: int
+    bits: tuple[int, int]
+    header: bytes
+    data: bytes
+    out_bytes: int
+    expect: np.ndarray | None
+
+
+def _requant(rng: np.random.Generator, cout: int) -> tuple[np.ndarray, np.ndarray]:
+    return (rng.integers(1 << 30, (1 << 31) - 1, cout, dtype=np.int64).astype(np.int32),
+            rng.integers(-1000, 1000, cout).astype(np.int32))
+
+
+def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator) -> Case:
+    """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out."""
+    ho, wo = s.out
+    x = rng.integers(0, 1 << a, (s.h, s.w, s.cin))
+    lo_w, hi_w = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+    per = 1 if s.op == "dwconv" else s.cin
+    w = rng.integers(lo_w, hi_w + 1, (s.cout, per, s.k, s.k))
+    mult, bias = _requant(rng, s.cout)
+    shift = np.full(s.cout, 38, np.int32)
+    packed_w = pack_padded(kernel_order(s.op, w), wb)
+    packed_x = pack_padded(x, a)
+    out_bytes = act_bytes(ho, wo, s.cout, a)
+    scratch = scratch_bytes(s.op, s.k, s.cin, s.h, s.w, s.pad)
+    head = CASE.pack(KINDS[s.op], s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, a, wb, a,
+                     0, 0, (1 << a) - 1, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
+    data = packed_x + packed_w + bias.tobytes() + mult.tobytes() + shift.tobytes()
+    return Case(s, KINDS[s.op], (a, wb), head, data, out_bytes, None)
+
+
+def _tflm_conv(s: Shape, x: np.ndarray, w: np.ndarray, bias: np.ndarray, mult: np.ndarray,
+               shift: np.ndarray, in_off: int, out_off: int) -> np.ndarray:
+    """TFLite's int8 convolution (w: O x kh x kw x I) or depthwise (w: 1 x kh x kw x C)."""
+    t, b, left, r = s.pad
+    xp = np.pad(x.astype(np.int64) + in_off, ((t, b), (left, r), (0, 0)))
+    ho, wo = s.out
+    acc = np.zeros((ho, wo, s.cout), np.int64)
+    for ky in range(s.k):
+        for kx in range(s.k):
+            win = xp[ky:ky + s.stride * (ho - 1) + 1:s.stride, kx:kx + s.stride * (wo - 1) + 1:s.stride]
+            if s.op == "dwconv":
+                acc += win * w[0, ky, kx]
+            else:
+                acc += win @ w[:, ky, kx, :].T.astype(np.int64)
+    y = tflm_math.multiply_by_quantized_multiplier(acc + bias, mult, shift) + out_off
+    return np.clip(y, -128, 127).astype(np.int8)
+
+
+def cmsis_case(s: Shape, int4: bool, rng: np.random.Generator) -> Case:
+    """CMSIS-NN's int8 kernel (int4 weights with `int4`), its expected output from numpy."""
+    ho, wo = s.out
+    x = rng.integers(-128, 128, (s.h, s.w, s.cin)).astype(np.int8)
+    wshape = (1, s.k, s.k, s.cout) if s.op == "dwconv" else (s.cout, s.k, s.k, s.cin)
+    w = rng.integers(-8, 8, wshape) if int4 else rng.integers(-127, 128, wshape)
+    mult, bias = _requant(rng, s.cout)
+    shift = np.full(s.cout, -9, np.int32)
+    in_off, out_off = 128, -128
+    flat = w.astype(np.int8).reshape(-1)
+    if int4:  # two weights a byte, the first in the low nibble
+        flat = np.concatenate([flat, np.zeros(len(flat) % 2, np.int8)]).astype(np.int16) & 0xF
+        wbytes = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()
+    else:
+        wbytes = flat.tobytes()
+    kind = {("dwconv", False): NN_DW_S8, ("dwconv", True): NN_DW_S4}.get(
+        (s.op, int4), NN_CONV_S4 if int4 else NN_CONV_S8)
+    out_bytes = ho * wo * s.cout
+    head = CASE.pack(kind, s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, 8, 4 if int4 else 8,
+                     8, 1, -128, 127, in_off, out_off, x.size, len(wbytes), out_bytes, 0)
+    data = x.tobytes() + wbytes + bias.tobytes() + mult.tobytes() + shift.tobytes()
+    expect = _tflm_conv(s, x, w, bias, mult, shift, in_off, out_off)
+    return Case(s, kind, (8, 4 if int4 else 8), head, data, out_bytes, expect)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build and run.
+
+
+def kernel_sources(out: Path) -> None:
+    """qetool's generated kernels (the kernels do not depend on the network they come with)."""
+    arch = A.load(ROOT / "examples" / "mcunet_style_80.json")
+    model = lower(random_checkpoint(arch, 0))
+    g = graph_of(model)
+    for name, text in render_sources(g, graph_plan(g, plan(arch)), model.model_hash).items():
+        if name.startswith("qe_model_kernels"):
+            (out / name).write_text(text)
+
+
+def build(work: Path, cmsis_nn: Path, cmsis_core: Path) -> Path:
+    board = load_board("stm32f746")
+    image = firmware.images(board, full_map=True)[0]
+    (work / "bench.ld").write_text(firmware.linker_script(board, image))
+    kernel_sources(work)
+    nn = [p for p in sorted((cmsis_nn / "Source").rglob("*.c"))
+          if not p.stem.endswith(("_f16", "_f32"))]
+    elf = work / "bench.elf"
+    cmd = ["arm-none-eabi-gcc", *board.core.flags, firmware.OPT, "-ffunction-sections", "-fdata-sections",
+           f"-I{cmsis_nn / 'Include'}", f"-I{cmsis_core}", f"-I{work}", "-nostartfiles",
+           "--specs=nano.specs", "-Wl,--gc-sections", f"-Wl,-T,{work / 'bench.ld'}", "-o", str(elf),
+           str(FIRMWARE / "startup.c"), str(HARNESS), str(work / "qe_model_kernels.c"), *map(str, nn)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        sys.exit(f"error: the benchmark image did not build: {r.stderr.strip()[:2000]}")
+    return elf
+
+
+def run(elf: Path, work: Path, cases: list[Case]) -> list[int]:
+    """Instructions of each case's kernel call; checks CMSIS-NN's outputs."""
+    with open(work / "cases.bin", "wb") as f:
+        f.write(struct.pack("<I", len(cases)))
+        for c in cases:
+            f.write(c.header + c.data)
+    lib = plugin()
+    if lib is None:
+        sys.exit("error: the counting plugin needs a host gcc")
+    counts = work / "counts.txt"
+    cmd = ["qemu-system-arm", "-M", "mps2-an500", "-nographic", "-monitor", "none", "-kernel", str(elf),
+           "-semihosting-config", "enable=on,target=native", "-serial", "null",
+           "-plugin", f"{lib},marker={symbol_address(elf, MARKER):#x},out={counts}"]
+    r = subprocess.run(cmd, cwd=work, capture_output=True, timeout=600)
+    if r.returncode:
+        sys.exit(f"error: the benchmark image exited with {r.returncode}")
+    marks = read_marks(counts)
+    out = (work / "outputs.bin").read_bytes()
+    pos, result = 0, []
+    for i, c in enumerate(cases):
+        got = np.frombuffer(out[pos:pos + c.out_bytes], np.int8)
+        pos += c.out_bytes
+        if c.expect is not None and not np.array_equal(got, c.expect.reshape(-1)):
+            sys.exit(f"error: CMSIS-NN's output differs from the reference on {c.shape.label}")
+        result.append(marks[2 * i + 1] - marks[2 * i] - MARK_PAIR)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cmsis-nn", type=Path, default=SHARED / "CMSIS-NN")
+    ap.add_argument("--cmsis-core", type=Path, default=SHARED / "CMSIS-Core" / "CMSIS" / "Core" / "Include")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args()
+    for d in (args.cmsis_nn / "Include", args.cmsis_core):
+        if not d.is_dir():
+            sys.exit(f"error: {d}: no such folder (--cmsis-nn DIR, --cmsis-core DIR)")
+    rng = np.random.default_rng(0)
+    shapes = all_shapes()
+    cases = []
+    for s in shapes:
+        cases += [cmsis_case(s, False, rng), cmsis_case(s, True, rng)]
+        cases += [qetool_case(s, a, w, rng) for a, w in WIDTHS]
+    with tempfile.TemporaryDirectory(prefix="qetool-vs-cmsis-") as tmp:
+        work = Path(tmp)
+        counts = run(build(work, args.cmsis_nn, args.cmsis_core), work, cases)
+    per_mac = [n / c.shape.macs for n, c in zip(counts, cases)]
+    rows, doc = [], []
+    for i, s in enumerate(shapes):
+        base = per_mac[5 * i:5 * i + 5]
+        rec = {"shape": asdict(s), "label": s.label, "macs": s.macs, "cmsis_nn_s8": base[0],
+               "cmsis_nn_s4": base[1], **{f"qetool_a{a}w{w}": v for (a, w), v in zip(WIDTHS, base[2:])}}
+        doc.append(rec)
+        rows.append((s.label, f"{s.macs:,}", f"{base[0]:.2f}", f"{base[1]:.2f}",
+                     *(f"{v:.2f} ({v / base[0]:.2f}x)" for v in base[2:])))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return
+    print("instructions per MAC, QEMU mps2-an500 (Cortex-M7), -O2, exact counts; (ratio to CMSIS-NN s8)")
+    print(render(("shape", "MACs", "CMSIS-NN s8", "CMSIS-NN s4",
+                  *(f"qetool a{a}w{w}" for a, w in WIDTHS)), rows))
+
+
+if __name__ == "__main__":
+    main()
