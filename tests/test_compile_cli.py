@@ -40,7 +40,8 @@ def test_compile_writes_the_build_layout(tmp_path):
     assert LoweredModel.load(out / "lowered.npz").model_hash == manifest["model_hash"]
     assert {p.name for p in (out / "src").iterdir()} == {
         "qe_model.h", "qe_model.c", "qe_model_weights.h", "qe_model_weights.c", "qe_model_kernels.h",
-        "qe_model_kernels.c", "qe_app.h"}
+        "qe_model_kernels.c", "qe_app.h", "ref"}
+    assert [p.name for p in (out / "src" / "ref").iterdir()] == ["qe_model_kernels.c"]
     assert f'#define QE_MODEL_ARENA_BYTES {report["arena_bytes"]}u' in (out / "src" / "qe_model.h").read_text()
     # the table on stdout: every layer, then totals against the board
     assert "b18.project" in r.stdout and "per-channel data 89,212 B" in r.stdout

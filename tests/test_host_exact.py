@@ -1,5 +1,6 @@
-"""The core correctness test: generated C, built with the host gcc, bit-exact against the golden
-model on every layer's output and the logits, for every (bits_a, bits_w) pair in 3..8 x 2..8,
+"""The core correctness test: generated C, built with the host gcc, the optimized kernels and the
+reference ones (build/src/ref/) alike, bit-exact against the golden model on every layer's output
+and the logits, for every (bits_a, bits_w) pair in 3..8 x 2..8,
 strides 1 and 2, kernels 3/5/7, with and without residual, odd channels and resolutions, and for
 the paper's network. Also: the sources compile warning-free for the Cortex-M7."""
 
@@ -59,14 +60,15 @@ def _check(tmp_path, arch: A.Arch, name: str, images: int = 2, seed: int = 0):
     A.save(arch, path)
     build = tmp_path / name
     compile_model(path, load_board("stm32f746"), build, seed=seed, force=True)
-    exe = build_runner(build, tmp_path / f"{name}.run", opt="-O1")
     model = LoweredModel.load(build / "lowered.npz")
     imgs = [image_codes(random_pixels(arch, 1000 + seed, i), model.input_bits) for i in range(images)]
-    for img, got in zip(imgs, run_build(build, exe, imgs)):
-        want = golden.run(model, img)
-        for layer in model.layers[:-1]:
-            assert np.array_equal(got.tensors[layer.id], want.tensors[layer.id]), f"{name}: {layer.id}"
-        assert np.array_equal(got.logits, want.logits) and got.label == want.label, name
+    for kernels in ("optimized", "reference"):
+        exe = build_runner(build, tmp_path / f"{name}.{kernels}", opt="-O1", reference=kernels == "reference")
+        for img, got in zip(imgs, run_build(build, exe, imgs)):
+            want = golden.run(model, img)
+            for layer in model.layers[:-1]:
+                assert np.array_equal(got.tensors[layer.id], want.tensors[layer.id]), f"{name} {kernels}: {layer.id}"
+            assert np.array_equal(got.logits, want.logits) and got.label == want.label, f"{name} {kernels}"
 
 
 @pytest.mark.parametrize("index", range(7))
@@ -101,16 +103,18 @@ def test_sources_build_warning_free_for_cortex_m7(tmp_path):
 
 
 def test_the_arithmetic_shift_is_checked_at_compile_time(tmp_path):
-    """The kernels need >> of a negative int64 to be arithmetic: a negative-size typedef checks it
+    """The kernels need >> of a negative int64 and int32 to be arithmetic: a negative-size typedef checks it
     under -std=c99 -pedantic -Werror (no _Static_assert there); with the condition turned round
     the same construct stops the build, so the check is live."""
     path = tmp_path / "a.json"
     A.save(matrix_archs()[0], path)
     compile_model(path, load_board("stm32f746"), tmp_path / "b", force=True)
     src = (tmp_path / "b" / "src" / "qe_model_kernels.c").read_text()
-    check = "typedef char qe_model_shift_is_arithmetic[((int64_t)-1 >> 1) == (int64_t)-1 ? 1 : -1];"
+    check = ("typedef char qe_model_shift_is_arithmetic[((int64_t)-1 >> 1) == (int64_t)-1 && (-1 >> 1) == -1"
+             " ? 1 : -1];")
     assert check in src
-    for cond, ok in ((check, True), (check.replace("== (int64_t)-1", "!= (int64_t)-1"), False)):
+    for cond, ok in ((check, True), (check.replace("== (int64_t)-1", "!= (int64_t)-1"), False),
+                     (check.replace("(-1 >> 1) == -1", "(-1 >> 1) != -1"), False)):
         (tmp_path / "t.c").write_text(f"#include <stdint.h>\n{cond}\n")
         r = subprocess.run(["gcc", *WARNINGS, "-c", str(tmp_path / "t.c"), "-o", str(tmp_path / "t.o")],
                            capture_output=True, text=True)

@@ -19,10 +19,10 @@ BEFORE = {"paper_256k_1m": "e1da75f35af31dfbf6c1dda592e61a7c",
 def source_digest(build: Path) -> str:
     """SHA-256 (32 hex digits) over build/src, file by file, without comment lines."""
     h = hashlib.sha256()
-    for f in sorted((build / "src").iterdir()):
+    for f in sorted(p for p in (build / "src").rglob("*") if p.is_file()):
         text = "\n".join(line for line in f.read_text().splitlines()
                          if not line.lstrip().startswith(("/*", "*", "//")))
-        h.update(f.name.encode() + b"\0" + text.encode() + b"\0")
+        h.update(str(f.relative_to(build / "src")).encode() + b"\0" + text.encode() + b"\0")
     return h.hexdigest()[:32]
 
 

@@ -8,7 +8,7 @@ qe_model_arena, qe_model_layer_output, memset and the intercept).
 For each core in qetool.device.boards.CORES, on the first board with that core: compile two
 networks that run every kernel (the paper's Table 1 network, 56 layers, and its first three
 rows at 64 px), build the board image with the board's flags and read the symbols' sizes. A
-kernel's bytes are its function's size; a layer's bytes are the slope of qe_model_run +
+kernel's bytes are its function's size and its helpers' (render.KERNEL_HELPERS); a layer's bytes are the slope of qe_model_run +
 qe_model_layers over the two networks' layer counts; the runtime is qe_model_input,
 qe_model_arena, qe_model_layer_output and memset plus that line's intercept. Run it whenever a kernel, a template or the compiler flags change
 (docs/memory.md); a test keeps the table within 5 % of the ELF on every core.
@@ -34,13 +34,14 @@ from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
 from qetool.compiler.pack import GRAPH_KERNELS  # noqa: E402
-from qetool.compiler.render import DEFAULT_NAME, KERNEL_FUNCTIONS, render_sources  # noqa: E402
+from qetool.compiler.render import DEFAULT_NAME, KERNEL_FUNCTIONS, KERNEL_HELPERS, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
 from qetool.fileio import write_text  # noqa: E402
 from qetool.table import render  # noqa: E402
 
 KERNELS = {op: f"{DEFAULT_NAME}_{fn}" for op, fn in KERNEL_FUNCTIONS.items()}
+HELPERS = {op: tuple(f"{DEFAULT_NAME}_{fn}" for fn in fns) for op, fns in KERNEL_HELPERS.items()}
 PER_LAYER = (f"{DEFAULT_NAME}_run", f"{DEFAULT_NAME}_layers")
 RUNTIME = (f"{DEFAULT_NAME}_input", f"{DEFAULT_NAME}_arena", f"{DEFAULT_NAME}_layer_output", "memset")
 
@@ -51,8 +52,8 @@ def build(arch: A.Arch, board_name: str, out: Path) -> Path:
     model = lower(random_checkpoint(arch, 0))
     g = graph_of(model)
     sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash)
-    (out / "src").mkdir(parents=True)
     for name, text in sources.items():
+        (out / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (out / "src" / name).write_text(text)
     return firmware.build_firmware(out, load_board(board_name))["board"]
 
@@ -64,14 +65,15 @@ def measure(board_name: str, work: Path) -> dict[str, int]:
     points = []
     for name, arch in (("paper", paper), ("small", small)):
         elf = build(arch, board_name, work / name)
-        sizes = symbol_sizes(elf, (*KERNELS.values(), *PER_LAYER, *RUNTIME))
+        sizes = symbol_sizes(elf, (*KERNELS.values(), *(h for hs in HELPERS.values() for h in hs),
+                                   *PER_LAYER, *RUNTIME))
         points.append((len(A.layers(arch)), sizes))
     (n1, big), (n0, little) = points
     per_layer = [sum(s[k] for k in PER_LAYER) for s in (big, little)]
     layer = round((per_layer[0] - per_layer[1]) / (n1 - n0))
     intercept = per_layer[0] - layer * n1
     table = {"runtime": sum(big[k] for k in RUNTIME) + intercept}
-    table.update({op: big[fn] for op, fn in KERNELS.items()})
+    table.update({op: big[fn] + sum(big[h] for h in HELPERS.get(op, ())) for op, fn in KERNELS.items()})
     table["layer"] = layer
     return table
 

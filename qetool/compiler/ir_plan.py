@@ -75,17 +75,18 @@ class GraphPlan:
     def offset(self, name: str) -> int:
         return self.where[name].offset
 
-    def scratch_room(self, node: str) -> int:
-        """Bytes a node's kernel may use from its scratch offset on: its scratch and the free
-        arena above it while the node runs, up to the next live buffer or the arena's end
-        (docs/kernels.md: kernels use room beyond their scratch to go faster, never to need
-        a bigger arena). 0 for a node without scratch."""
+    def scratch_span(self, node: str) -> tuple[int, int]:
+        """(offset, bytes) of the free arena around a node's scratch while the node runs: from
+        the end of the nearest live buffer below it (or 0) to the nearest live buffer above (or
+        the arena's end). The kernel may use all of it (docs/kernels.md: room beyond the scratch
+        makes kernels faster, never the arena bigger). (0, 0) for a node without scratch."""
         s = self.where.get(f"{node}.scratch")
         if s is None:
-            return 0
-        above = [b.offset for b in self.buffers
-                 if b is not s and b.first <= s.first <= b.last and b.offset >= s.end]
-        return min(above, default=self.arena_bytes) - s.offset
+            return 0, 0
+        live = [b for b in self.buffers if b is not s and b.first <= s.first <= b.last]
+        low = max((b.end for b in live if b.end <= s.offset), default=0)
+        high = min((b.offset for b in live if b.offset >= s.end), default=self.arena_bytes)
+        return low, high - low
 
     @property
     def activation_bytes(self) -> int:

@@ -37,6 +37,11 @@ KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
                     "dwconv": "dwconv_hwc_inplace", "head": "head"}
 """The C function of each op, after the model's name: `qe_model_conv_hwc` (the ops of
 pack.code_table)."""
+KERNEL_HELPERS = {"conv1x1": ("dot8", "dot8_w8", "dot_tail", "unpack_tile", "unpack_row", "outputs"),
+                  "conv": ("gather", "conv_pixels")}
+"""The static functions each op's kernel calls, after the model's name (the compiler may inline
+them or emit clones, NAME.constprop.0...); their code counts with the op's (code_table). The 1x1
+helpers serve the stem's tiles too: both ops are in every arch.json network."""
 SOURCES = {"kernels.h": "{}_kernels.h", "kernels.c": "{}_kernels.c",
            "kernels_ref.c": f"{REFERENCE_DIR}/{{}}_kernels.c", "model.h": "{}.h",
            "model.c": "{}.c", "weights.h": "{}_weights.h", "weights.c": "{}_weights.c",
@@ -63,6 +68,7 @@ def model_symbols(name: str) -> tuple[str, ...]:
     """The ELF symbols that make up a model's code: its kernels (either front end's), its
     functions, its layer table."""
     return (*(f"{name}_{fn}" for fn in (*KERNEL_FUNCTIONS.values(), *GRAPH_KERNELS)),
+            *(f"{name}_{fn}" for helpers in KERNEL_HELPERS.values() for fn in helpers),
             *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
 
 
@@ -77,8 +83,8 @@ class LayerC:
     """What the templates need of one node of qetool's own kernels (an arch.json network's
     layer), read from the graph IR and its plan: index, C symbol and kernel; geometry (px,
     channels), bits and signedness of input, weights, output and residual; clamp; integer
-    constants; arena offsets (bytes), the room from the scratch offset on (GraphPlan.scratch_room)
-    and packed weights."""
+    constants; arena offsets (bytes), the free span around the scratch (GraphPlan.scratch_span:
+    its offset is the kernel's scratch_off) and packed weights."""
 
     index: int
     id: str
@@ -141,8 +147,8 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
             mx=q.mult_res.tolist() if r else [],
             in_off=p.offset(x.name), out_off=0 if head else p.offset(y.name),
             out_bytes=0 if head else tensor_bytes(y),
-            res_off=p.offset(r.name) if r else 0, scratch_off=p.offset(f"{node.name}.scratch"),
-            scratch_room=p.scratch_room(node.name),
+            res_off=p.offset(r.name) if r else 0, scratch_off=p.scratch_span(node.name)[0],
+            scratch_room=p.scratch_span(node.name)[1],
             packed=pack_padded(node.weights, node.bits_w)))
     return out
 

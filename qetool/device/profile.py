@@ -51,13 +51,17 @@ def elf_sizes(elf: Path) -> ElfSizes:
 
 
 def symbol_sizes(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
-    """Bytes of each named symbol in the ELF (0 for one it does not have)."""
+    """Bytes of each named symbol in the ELF, with the compiler's clones of it (NAME.isra.0,
+    NAME.constprop.1); 0 for one it does not have."""
     from elftools.elf.elffile import ELFFile
 
+    out = dict.fromkeys(names, 0)
     with open(elf, "rb") as f:
-        symtab = ELFFile(f).get_section_by_name(".symtab")
-        return {name: sum(sym["st_size"] for sym in symtab.get_symbol_by_name(name) or ())
-                for name in names}
+        for sym in ELFFile(f).get_section_by_name(".symtab").iter_symbols():
+            base = sym.name.split(".")[0]
+            if base in out:
+                out[base] += sym["st_size"]
+    return out
 
 
 def model_code_bytes(elf: Path, name: str) -> int:

@@ -1,0 +1,138 @@
+"""Single layers through the optimized kernels and the reference ones (build/src/ref/), built for
+the host with the portable definitions of the DSP instructions: both must leave the same arena,
+outside the scratch, for every path the optimized kernels take (8-bit, nibble and generic
+weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
+short tails, tiles grown into room above the scratch, the stem's pixel and tile paths, shifts
+below and above 32, constant channels, residuals, clamps narrower than the code range). The
+reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
+run the optimized ones on the host there and in QEMU in test_emulator.py."""
+
+import random
+import struct
+import zlib
+import subprocess
+
+import numpy as np
+import pytest
+
+from qetool import arch as A
+from qetool.compiler.arch_graph import graph_of, graph_plan
+from qetool.compiler.calibrate import random_checkpoint
+from qetool.compiler.hostrun import WARNINGS
+from qetool.compiler.lower import code_range, lower
+from qetool.compiler.pack import act_bytes, align, kernel_order, pack_padded
+from qetool.compiler.plan import plan, scratch_bytes
+from qetool.compiler.render import REFERENCE_DIR, render_sources
+
+from conftest import EXAMPLES
+
+RUNNER = __import__("pathlib").Path(__file__).with_name("kernel_runner.c")
+KIND = {"conv1x1": 0, "dwconv": 1, "conv": 2}
+
+
+@pytest.fixture(scope="module")
+def runners(tmp_path_factory):
+    """The runner built with the optimized kernels and with the reference ones."""
+    tmp = tmp_path_factory.mktemp("kernels")
+    arch = A.load(EXAMPLES / "paper_256k_1m.json")
+    model = lower(random_checkpoint(arch, 0))
+    g = graph_of(model)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash)
+    out = {}
+    for kind, name in (("opt", "qe_model_kernels.c"), ("ref", f"{REFERENCE_DIR}/qe_model_kernels.c")):
+        d = tmp / kind
+        d.mkdir()
+        (d / "qe_model_kernels.h").write_text(sources["qe_model_kernels.h"])
+        (d / "qe_model_kernels.c").write_text(sources[name])
+        exe = d / "runner"
+        subprocess.run(["gcc", *WARNINGS, "-O2", "-DQE_DEBUG", f"-I{d}", "-o", str(exe), str(RUNNER),
+                        str(d / "qe_model_kernels.c")], check=True)
+        out[kind] = exe
+    return out
+
+
+def random_layer(rng: random.Random, op: str) -> dict:
+    """A random layer of `op` and its packed data, laid out in one small arena."""
+    k = 1 if op == "conv1x1" else rng.choice((3, 5, 7))
+    s = 1 if op == "conv1x1" else rng.choice((1, 2))
+    cin = rng.choice((3, 5, 8, 16, 24, 30, 32)) if op != "conv" else rng.choice((1, 3, 4))
+    cout = cin if op == "dwconv" else rng.choice((1, 4, 7, 8, 16, 24))
+    h, w = rng.choice((1, 3, 5, 7, 9, 12)), rng.choice((1, 2, 5, 8, 11))
+    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    ph, pw = max((ho - 1) * s + k - h, 0), max((wo - 1) * s + k - w, 0)
+    pad = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
+    bx, bw, by = rng.randint(3, 8), rng.randint(2, 8), rng.randint(3, 8)
+    if op == "dwconv":
+        by = bx
+    sx = op == "conv1x1" and rng.random() < 0.5
+    residual = op == "conv1x1" and rng.random() < 0.3
+    sy = rng.random() < 0.5 and op == "conv1x1"
+    lo, hi = code_range(by, sy)
+    if rng.random() < 0.3:
+        hi = rng.randint(lo + 1, hi)
+    nr = np.random.default_rng(rng.randrange(1 << 30))
+    x = nr.integers(*code_range(bx, sx), endpoint=True, size=(h, w, cin))
+    wts = nr.integers(-(1 << (bw - 1)), (1 << (bw - 1)) - 1, endpoint=True,
+                      size=(cout, 1 if op == "dwconv" else cin, k, k))
+    shift = np.array([rng.choice((0, 7, 20, 31, 32, 33, 40, 50)) for _ in range(cout)], np.int8)
+    mult = np.array([rng.choice((0, rng.randint(1, 1 << 20), rng.randint(1 << 30, (1 << 31) - 1)))
+                     * rng.choice((1, -1)) for _ in range(cout)], np.int32)
+    bias = nr.integers(-5000, 5000, size=cout).astype(np.int32)
+    in_b, out_b = act_bytes(h, w, cin, bx), act_bytes(ho, wo, cout, by)
+    res_bits, res_signed = (rng.randint(3, 8), rng.random() < 0.5) if residual else (0, False)
+    res = nr.integers(*code_range(res_bits, res_signed), endpoint=True, size=(ho, wo, cout)) if residual else None
+    mres = nr.integers(-(1 << 20), 1 << 20, size=cout).astype(np.int32) if residual else None
+    out_off = 0 if op == "dwconv" else in_b
+    res_off = in_b if op == "dwconv" else out_off + out_b  # a depthwise output overwrites its input
+    scratch_off = res_off + (act_bytes(ho, wo, cout, res_bits) if residual else 0)
+    base = scratch_bytes(op, k, cin, h, w, pad)
+    room = base + rng.choice((0, 0, 4, base, 8 * base, 2000))
+    arena = bytearray(scratch_off + room)
+    arena[:in_b] = pack_padded(x, bx)
+    if residual:
+        arena[res_off:scratch_off] = pack_padded(res, res_bits)
+    rnd = nr.integers(0, 256, size=room, dtype=np.uint8).tobytes()
+    arena[scratch_off:] = rnd
+    if op != "dwconv":
+        arena[out_off:out_off + out_b] = nr.integers(0, 256, size=out_b, dtype=np.uint8).tobytes()
+    packed = pack_padded(kernel_order(op, wts), bw)
+    fields = (KIND[op] | len(packed) << 8, h, w, cin, ho, wo, cout, k, s,
+              pad[0] | pad[1] << 8 | pad[2] << 16 | pad[3] << 24, bx, bw, by, res_bits, int(sx),
+              int(res_signed), lo & 0xFFFFFFFF, hi & 0xFFFFFFFF, 0 | out_off << 16,
+              res_off | scratch_off << 16, room, len(arena))
+    blob = (struct.pack("<22I", *fields) + bytes(arena) + packed + bias.tobytes() + mult.tobytes()
+            + shift.tobytes() + (mres.tobytes() if residual else b""))
+    return dict(blob=blob, scratch_off=scratch_off, op=op)
+
+
+def run(exe, tmp_path, blob: bytes) -> bytes:
+    (tmp_path / "case.bin").write_bytes(blob)
+    subprocess.run([str(exe), str(tmp_path / "case.bin"), str(tmp_path / "arena.bin")], check=True)
+    return (tmp_path / "arena.bin").read_bytes()
+
+
+@pytest.mark.parametrize("op", ["conv1x1", "dwconv", "conv"])
+def test_optimized_kernels_equal_the_reference(runners, tmp_path, op):
+    rng = random.Random(zlib.crc32(op.encode()))
+    for i in range(120):
+        case = random_layer(rng, op)
+        opt, ref = (run(runners[k], tmp_path, case["blob"])[:case["scratch_off"]] for k in ("opt", "ref"))
+        assert opt == ref, f"{op} case {i}"
+
+
+def test_the_cases_reach_every_path():
+    """The random layers above cover the paths named in the module docstring."""
+    rng = random.Random(zlib.crc32(b"conv1x1"))
+    seen = set()
+    for _ in range(120):
+        blob = random_layer(rng, "conv1x1")["blob"]
+        v = struct.unpack_from("<22I", blob)
+        cin, bw, bx = v[3], v[11], v[10]
+        seen.add(("w8" if bw == 8 and cin % 4 == 0 else "nib" if bw == 4 and cin % 8 == 0
+                  else "groups" if cin % 8 == 0 else "reader",
+                  "x8" if bx == 8 and cin % 4 == 0 else "x"))
+        seen.add("room" if v[20] > scratch_bytes("conv1x1", 1, cin, 1, 1, (0, 0, 0, 0)) * 2 else "tight")
+        seen.add("residual" if v[13] else "plain")
+    assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
+    assert {"room", "tight", "residual", "plain"} <= seen
+    assert align(3) == 4
