@@ -37,8 +37,9 @@ KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
                     "dwconv": "dwconv_hwc_inplace", "head": "head"}
 """The C function of each op, after the model's name: `qe_model_conv_hwc` (the ops of
 pack.code_table)."""
-KERNEL_HELPERS = {"conv1x1": ("dot8", "dot8_w8", "dot_tail", "unpack_tile", "unpack_row", "outputs"),
-                  "conv": ("gather", "conv_pixels")}
+KERNEL_HELPERS = {"conv1x1": ("dot8", "dot8_w8", "dot_tail", "unpack_tile", "unpack_row", "outputs",
+                              "read_pairs"),
+                  "conv": ("gather", "conv_pixels"), "dwconv": ("dw_channel", "dw_plane")}
 """The static functions each op's kernel calls, after the model's name (the compiler may inline
 them or emit clones, NAME.constprop.0...); their code counts with the op's (code_table). The 1x1
 helpers serve the stem's tiles too: both ops are in every arch.json network."""
