@@ -7,7 +7,7 @@ import subprocess
 from conftest import ROOT
 
 from qetool import arch, checkpoint
-from qetool.compiler import lower, pack, plan, render
+from qetool.compiler import kernels, lower, pack, render
 from qetool.device import protocol as P
 
 DOCS = ROOT / "docs"
@@ -43,7 +43,7 @@ def test_memory_page_numbers_are_the_codes():
     text = _doc("memory.md")
     assert f"{pack.CHANNEL_BYTES} bytes a channel" in text
     assert f"plus {pack.RESIDUAL_CHANNEL_BYTES} a channel on a residual project" in text
-    assert f"T = {plan.CONV1X1_TILE} pixels" in text
+    assert f"T = {kernels.CONV1X1_TILE} pixels" in text
     assert f"{pack.code_table('cortex-m7')['layer']} bytes per" in text
 
 

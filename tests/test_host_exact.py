@@ -100,6 +100,9 @@ def test_sources_build_warning_free_for_cortex_m7(tmp_path):
     for f in sources:
         subprocess.run([cc, *WARNINGS, *load_board("stm32f746").core.flags, "-O2", "-c", str(f),
                         "-o", str(tmp_path / f"{f.name}.o")], check=True)
+    # the kernels' SIMD path converts no sign implicitly (ACLE takes int32_t lanes)
+    subprocess.run([cc, *WARNINGS, "-Wsign-conversion", *load_board("stm32f746").core.flags, "-O2", "-c",
+                    str(src / "qe_model_kernels.c"), "-o", str(tmp_path / "k.o")], check=True)
 
 
 def test_the_arithmetic_shift_is_checked_at_compile_time(tmp_path):

@@ -8,7 +8,7 @@ qe_model_arena, qe_model_layer_output, memset and the intercept).
 For each core in qetool.device.boards.CORES, on the first board with that core: compile two
 networks that run every kernel (the paper's Table 1 network, 56 layers, and its first three
 rows at 64 px), build the board image with the board's flags and read the symbols' sizes. A
-kernel's bytes are its function's size and its helpers' (render.KERNEL_HELPERS); a layer's bytes are the slope of qe_model_run +
+kernel's bytes are its function's size and its helpers' (qetool.compiler.kernels.REGISTRY); a layer's bytes are the slope of qe_model_run +
 qe_model_layers over the two networks' layer counts; the runtime is qe_model_input,
 qe_model_arena, qe_model_layer_output and memset plus that line's intercept. Run it whenever a kernel, a template or the compiler flags change
 (docs/memory.md); a test keeps the table within 5 % of the ELF on every core.
@@ -34,14 +34,15 @@ from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
 from qetool.compiler.pack import GRAPH_KERNELS  # noqa: E402
-from qetool.compiler.render import DEFAULT_NAME, KERNEL_FUNCTIONS, KERNEL_HELPERS, render_sources  # noqa: E402
+from qetool.compiler.kernels import REGISTRY  # noqa: E402
+from qetool.compiler.render import DEFAULT_NAME, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
 from qetool.fileio import write_text  # noqa: E402
 from qetool.table import render  # noqa: E402
 
-KERNELS = {op: f"{DEFAULT_NAME}_{fn}" for op, fn in KERNEL_FUNCTIONS.items()}
-HELPERS = {op: tuple(f"{DEFAULT_NAME}_{fn}" for fn in fns) for op, fns in KERNEL_HELPERS.items()}
+KERNELS = {op: f"{DEFAULT_NAME}_{k.function}" for op, k in REGISTRY.items()}
+HELPERS = {op: tuple(f"{DEFAULT_NAME}_{fn}" for fn in k.helpers) for op, k in REGISTRY.items()}
 PER_LAYER = (f"{DEFAULT_NAME}_run", f"{DEFAULT_NAME}_layers")
 RUNTIME = (f"{DEFAULT_NAME}_input", f"{DEFAULT_NAME}_arena", f"{DEFAULT_NAME}_layer_output", "memset")
 
@@ -127,7 +128,7 @@ def main() -> None:
             print(f"measuring {cpu} on {board} ...", flush=True)
             cores[cpu] = measure(board, Path(tmp) / cpu)
             cores[cpu]["graph"] = measure_graph(board, Path(tmp) / cpu)
-    keys = ["runtime", *KERNEL_FUNCTIONS, "layer"]
+    keys = ["runtime", *REGISTRY, "layer"]
     print(render(("core", *keys), [(cpu, *(f"{t[k]:,}" for k in keys)) for cpu, t in cores.items()]))
     gkeys = ["runtime", *GRAPH_KERNELS, "node"]
     print(render(("core (imported)", *gkeys), [(cpu, *(f"{t['graph'][k]:,}" for k in gkeys))

@@ -185,10 +185,6 @@ def unpack_bits(data: bytes, bits: int, count: int, signed: bool) -> np.ndarray:
     return vals.astype(np.int32)
 
 
-LAYOUTS = {"conv": "OHWI", "conv1x1": "OI", "dwconv": "CHW", "head": "KC (int8)"}
-"""The order each kernel reads its weights in (see the module docstring)."""
-
-
 def kernel_order(op: str, w_oihw: np.ndarray) -> np.ndarray:
     """Weight codes (OIHW, as the weights file holds them) in the order the kernel reads them."""
     if op == "conv":

@@ -22,40 +22,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qetool.arch import Arch, Layer, layers, tensors
+from qetool.compiler.kernels import REGISTRY
 from qetool.compiler.pack import act_bytes, align
-
-
-CONV1X1_TILE = 8
-"""Output pixels a 1x1 kernel computes together: each unpacked weight feeds this many MACs."""
-
-
-def dw_weight_words(kernel: int) -> int:
-    """int32 words of one depthwise channel's weights in the kernel's scratch: per kernel row,
-    two for each group of four taps and for a last group of two or three, one for a last single
-    tap (docs/kernels.md)."""
-    return kernel * (2 * (kernel // 4) + (0, 1, 2, 2)[kernel % 4])
 
 
 def scratch_bytes(op: str, kernel: int, cin: int, h_in: int, w_in: int,
                   pad: tuple[int, int, int, int]) -> int:
-    """Kernel scratch in bytes, rounded up to 4 (docs/kernels.md):
-    conv (stem): one output pixel's receptive field as int16 pairs, its k * k * Cin taps rounded
-        up to four: 2 * ceil4(k * k * Cin);
-    conv1x1: a tile of T = CONV1X1_TILE pixels' inputs and one weight row as int16 pairs, with
-        Cin rounded up to four channels C4: 2 * (T + 1) * C4;
-    dwconv: one padded input channel plane as uint8 and four spare bytes, rounded up to 4, then
-        the channel's weights, 4 * dw_weight_words(k);
-    head: one int32 sum per channel, 4 * Cin."""
-    t, b, left, r = pad
-    if op == "conv":
-        n = 2 * ((kernel * kernel * cin + 3) // 4 * 4)
-    elif op == "conv1x1":
-        n = 2 * (CONV1X1_TILE + 1) * ((cin + 3) // 4 * 4)
-    elif op == "dwconv":
-        n = align((h_in + t + b) * (w_in + left + r) + 4) + 4 * dw_weight_words(kernel)
-    else:
-        n = 4 * cin
-    return align(n)
+    """Kernel scratch in bytes, rounded up to 4: the registry's formula for `op`
+    (qetool.compiler.kernels, docs/kernels.md)."""
+    return align(REGISTRY[op].scratch(kernel, cin, h_in, w_in, pad))
 
 
 def layer_scratch_bytes(layer: Layer) -> int:

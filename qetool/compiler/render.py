@@ -22,8 +22,9 @@ from qetool.compiler.arch_graph import graph_of
 from qetool.compiler.ir import IOTensor, arch_op, graph_io
 from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.pack import GRAPH_KERNELS, LAYOUTS, pack_padded
-from qetool.compiler.plan import CONV1X1_TILE, Plan
+from qetool.compiler.kernels import CONV1X1_TILE, REGISTRY, check_layer
+from qetool.compiler.pack import GRAPH_KERNELS, pack_padded
+from qetool.compiler.plan import Plan
 from qetool.compiler.render_graph import SOURCES as GRAPH_SOURCES
 from qetool.compiler.render_graph import graph_context
 from qetool.compiler.templating import render_files, symbol
@@ -33,16 +34,6 @@ from qetool.fileio import umask_mode, write_error
 REFERENCE_DIR = "ref"
 """build/src/ref/: the reference kernels, the same functions as the optimized NAME_kernels.c
 (the tests build either; the firmware links the optimized ones)."""
-KERNEL_FUNCTIONS = {"conv": "conv_hwc", "conv1x1": "conv1x1_hwc",
-                    "dwconv": "dwconv_hwc_inplace", "head": "head"}
-"""The C function of each op, after the model's name: `qe_model_conv_hwc` (the ops of
-pack.code_table)."""
-KERNEL_HELPERS = {"conv1x1": ("dot8", "dot8_w8", "dot_tail", "unpack_tile", "unpack_row", "outputs",
-                              "read_pairs"),
-                  "conv": ("gather", "conv_pixels"), "dwconv": ("dw_channel", "dw_plane")}
-"""The static functions each op's kernel calls, after the model's name (the compiler may inline
-them or emit clones, NAME.constprop.0...); their code counts with the op's (code_table). The 1x1
-helpers serve the stem's tiles too: both ops are in every arch.json network."""
 SOURCES = {"kernels.h": "{}_kernels.h", "kernels.c": "{}_kernels.c",
            "kernels_ref.c": f"{REFERENCE_DIR}/{{}}_kernels.c", "model.h": "{}.h",
            "model.c": "{}.c", "weights.h": "{}_weights.h", "weights.c": "{}_weights.c",
@@ -68,8 +59,8 @@ def check_name(name: object, where: str = "--name") -> str:
 def model_symbols(name: str) -> tuple[str, ...]:
     """The ELF symbols that make up a model's code: its kernels (either front end's), its
     functions, its layer table."""
-    return (*(f"{name}_{fn}" for fn in (*KERNEL_FUNCTIONS.values(), *GRAPH_KERNELS)),
-            *(f"{name}_{fn}" for helpers in KERNEL_HELPERS.values() for fn in helpers),
+    return (*(f"{name}_{fn}" for k in REGISTRY.values() for fn in (k.function, *k.helpers)),
+            *(f"{name}_{fn}" for fn in GRAPH_KERNELS),
             *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
 
 
@@ -133,10 +124,11 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
         x, y = g.tensors[node.inputs[0]], g.tensors[node.output]
         r = g.tensors[node.inputs[1]] if len(node.inputs) > 1 else None
         w, q, op = node.window, node.requant, arch_op(node)
+        check_layer(op, node.name, w.kernel_h if w else 1, w.stride_h if w else 1, x.signed)
         head = op == "head"
         out.append(LayerC(
             index=i, id=node.name, op=op, sym=symbol(name, node.name),
-            kernel_fn=f"{name}_{KERNEL_FUNCTIONS[op]}", layout=LAYOUTS[op],
+            kernel_fn=f"{name}_{REGISTRY[op].function}", layout=REGISTRY[op].layout,
             h_in=x.shape[1], w_in=x.shape[2], cin=x.shape[3],
             h_out=y.shape[1], w_out=y.shape[2], cout=y.shape[3],
             kernel=w.kernel_h if w else 1, stride=w.stride_h if w else 1,
