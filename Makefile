@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/compare_int8.py
 	$(BIN)/python bench/kernels_bits.py
 	$(BIN)/python bench/vs_tflm.py
+	$(BIN)/python bench/vs_cmsis_nn.py
 
 code-sizes: $(STAMP)
 	$(BIN)/python tools/code_sizes.py
