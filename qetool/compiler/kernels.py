@@ -69,7 +69,8 @@ class Kernel:
 REGISTRY: dict[str, Kernel] = {k.op: k for k in (
     Kernel("conv", "conv_hwc", ("gather", "conv_pixels"), "OHWI", None, None, False, _conv_scratch),
     Kernel("conv1x1", "conv1x1_hwc",
-           ("dot8", "dot8_w8", "dot_tail", "unpack_tile", "unpack_row", "outputs", "read_pairs"),
+           ("dot8", "dot8_w8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
+            "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane"), "CHW",
            tuple(range(1, 16)), None, True, _dwconv_scratch),
