@@ -6,10 +6,12 @@ by path (Apache-2.0, kept outside the project). The shapes: those of ../shared/n
 and every distinct layer shape of examples/paper_256k_1m.json and examples/mcunet_style_80.json.
 Each kernel call is counted exactly by the TCG plugin between two marks; CMSIS-NN's outputs are
 checked against a numpy model of TFLite's arithmetic (qetool.compiler.tflm_math), qetool's
-kernels are bit-exact in `make test`. qetool's kernels get exactly their planned scratch (no
-room above it). Prints instructions per MAC per shape and width and the ratio to CMSIS-NN int8.
+kernels are bit-exact in `make test`. qetool's kernels get their planned scratch and `--room`
+bytes more (default 0: a layer at its network's memory peak; in a network most layers have free
+arena around their scratch, docs/kernels.md). Prints instructions per MAC per shape and width
+and the ratio to CMSIS-NN int8.
 
-    python bench/vs_cmsis_nn.py [--cmsis-nn DIR] [--cmsis-core DIR] [--json]
+    python bench/vs_cmsis_nn.py [--cmsis-nn DIR] [--cmsis-core DIR] [--room BYTES] [--json]
 """
 
 from __future__ import annotations
@@ -130,8 +132,9 @@ def _requant(rng: np.random.Generator, cout: int) -> tuple[np.ndarray, np.ndarra
             rng.integers(-1000, 1000, cout).astype(np.int32))
 
 
-def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator) -> Case:
-    """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out."""
+def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) -> Case:
+    """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out, with
+    `room` bytes beyond its planned scratch."""
     ho, wo = s.out
     x = rng.integers(0, 1 << a, (s.h, s.w, s.cin))
     lo_w, hi_w = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
@@ -142,7 +145,7 @@ def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator) -> Case:
     packed_w = pack_padded(kernel_order(s.op, w), wb)
     packed_x = pack_padded(x, a)
     out_bytes = act_bytes(ho, wo, s.cout, a)
-    scratch = scratch_bytes(s.op, s.k, s.cin, s.h, s.w, s.pad)
+    scratch = scratch_bytes(s.op, s.k, s.cin, s.h, s.w, s.pad) + room
     head = CASE.pack(KINDS[s.op], s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, a, wb, a,
                      0, 0, (1 << a) - 1, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
     data = packed_x + packed_w + bias.tobytes() + mult.tobytes() + shift.tobytes()
@@ -256,8 +259,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cmsis-nn", type=Path, default=SHARED / "CMSIS-NN")
     ap.add_argument("--cmsis-core", type=Path, default=SHARED / "CMSIS-Core" / "CMSIS" / "Core" / "Include")
+    ap.add_argument("--room", type=int, default=0, metavar="BYTES",
+                    help="free arena beyond each qetool kernel's planned scratch")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args()
+    if args.room < 0 or args.room % 4:
+        sys.exit(f"error: --room {args.room}: give a multiple of 4 bytes, 0 or more")
     for d in (args.cmsis_nn / "Include", args.cmsis_core):
         if not d.is_dir():
             sys.exit(f"error: {d}: no such folder (--cmsis-nn DIR, --cmsis-core DIR)")
@@ -266,7 +273,7 @@ def main() -> None:
     cases = []
     for s in shapes:
         cases += [cmsis_case(s, False, rng), cmsis_case(s, True, rng)]
-        cases += [qetool_case(s, a, w, rng) for a, w in WIDTHS]
+        cases += [qetool_case(s, a, w, rng, args.room) for a, w in WIDTHS]
     with tempfile.TemporaryDirectory(prefix="qetool-vs-cmsis-") as tmp:
         work = Path(tmp)
         counts = run(build(work, args.cmsis_nn, args.cmsis_core), work, cases)
@@ -282,7 +289,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(doc, indent=2))
         return
-    print("instructions per MAC, QEMU mps2-an500 (Cortex-M7), -O2, exact counts; (ratio to CMSIS-NN s8)")
+    print("instructions per MAC, QEMU mps2-an500 (Cortex-M7), -O2, exact counts; (ratio to CMSIS-NN s8);"
+          f" qetool's room beyond its planned scratch: {args.room:,} B")
     print(render(("shape", "MACs", "CMSIS-NN s8", "CMSIS-NN s4",
                   *(f"qetool a{a}w{w}" for a, w in WIDTHS)), rows))
 

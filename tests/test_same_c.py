@@ -14,8 +14,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "bc0eff9ace3b74aba26f1c3c7b45837d",
-          "searched_f746": "be575cf0aa9b92ab734a04b06678872c"}
+BEFORE = {"paper_256k_1m": "2ff313a46912edf5868cf4003dd0c1f5",
+          "searched_f746": "4b339d65bbc22373e8f325895609c92b"}
 
 
 def source_digest(build: Path) -> str:
