@@ -14,8 +14,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "2ff313a46912edf5868cf4003dd0c1f5",
-          "searched_f746": "4b339d65bbc22373e8f325895609c92b"}
+BEFORE = {"paper_256k_1m": "459943778877325294d8043e67c1845e",
+          "searched_f746": "80f41eaca52bbf0cbc0c4ad4291e74e0"}
 
 
 def source_digest(build: Path) -> str:

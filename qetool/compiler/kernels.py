@@ -72,7 +72,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            ("dot8", "dot8_w8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch),
-    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane"), "CHW",
+    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
            tuple(range(1, 16)), None, True, _dwconv_scratch),
     Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch),
 )}
