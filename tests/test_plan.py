@@ -159,3 +159,27 @@ def test_the_flash_of_an_arch_graph_is_the_closed_form():
     rng = random.Random(13)
     for a in [load(EXAMPLES / "paper_256k_1m.json")] + [random_arch(rng) for _ in range(40)]:
         assert graph_flash(graph_of(lower(random_checkpoint(a, 0))), CORE) == model_flash(a, CORE)
+
+
+def test_scratch_spans_hold_the_scratch_and_touch_nothing_live():
+    """The span a kernel may use (GraphPlan.scratch_span, docs/kernels.md) contains its planned
+    scratch, stays inside the arena and overlaps no buffer live at that step, on the paper's
+    network and random ones; somewhere it is larger than the scratch (the room is real)."""
+    from qetool.compiler.arch_graph import graph_of, graph_plan
+    from qetool.compiler.calibrate import random_checkpoint
+    from qetool.compiler.lower import lower
+
+    rng = random.Random(21)
+    grown = 0
+    for a in [load(EXAMPLES / "paper_256k_1m.json")] + [random_arch(rng) for _ in range(30)]:
+        g = graph_of(lower(random_checkpoint(a, 0)))
+        gp = graph_plan(g, plan(a))
+        for i, node in enumerate(g.nodes):
+            s = gp.where[f"{node.name}.scratch"]
+            start, size = gp.scratch_span(node.name)
+            assert start <= s.offset and s.end <= start + size <= gp.arena_bytes and start % 4 == 0
+            for b in gp.buffers:
+                if b is not s and b.first <= i <= b.last:
+                    assert b.end <= start or b.offset >= start + size, (node.name, b.names)
+            grown += size > s.size
+    assert grown > 100
