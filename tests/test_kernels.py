@@ -9,8 +9,9 @@ run the optimized ones on the host there and in QEMU in test_emulator.py."""
 
 import random
 import struct
-import zlib
 import subprocess
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +21,13 @@ from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
-from qetool.compiler.pack import act_bytes, align, kernel_order, pack_padded
+from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
 from qetool.compiler.plan import plan, scratch_bytes
 from qetool.compiler.render import REFERENCE_DIR, render_sources
 
 from conftest import EXAMPLES
 
-RUNNER = __import__("pathlib").Path(__file__).with_name("kernel_runner.c")
+RUNNER = Path(__file__).with_name("kernel_runner.c")
 KIND = {"conv1x1": 0, "dwconv": 1, "conv": 2}
 
 
@@ -135,4 +136,3 @@ def test_the_cases_reach_every_path():
         seen.add("residual" if v[13] else "plain")
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
-    assert align(3) == 4

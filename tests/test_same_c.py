@@ -14,8 +14,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "459943778877325294d8043e67c1845e",
-          "searched_f746": "80f41eaca52bbf0cbc0c4ad4291e74e0"}
+BEFORE = {"paper_256k_1m": "2e02c8dffcc5f80c053ccc8d02a90133",
+          "searched_f746": "fe3186f5f1c42197b0ff321d3fdbd84f"}
 
 
 def source_digest(build: Path) -> str:

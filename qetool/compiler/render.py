@@ -125,6 +125,7 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
         r = g.tensors[node.inputs[1]] if len(node.inputs) > 1 else None
         w, q, op = node.window, node.requant, arch_op(node)
         check_layer(op, node.name, w.kernel_h if w else 1, w.stride_h if w else 1, x.signed)
+        scratch_off, scratch_room = p.scratch_span(node.name)
         head = op == "head"
         out.append(LayerC(
             index=i, id=node.name, op=op, sym=symbol(name, node.name),
@@ -140,8 +141,7 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
             mx=q.mult_res.tolist() if r else [],
             in_off=p.offset(x.name), out_off=0 if head else p.offset(y.name),
             out_bytes=0 if head else tensor_bytes(y),
-            res_off=p.offset(r.name) if r else 0, scratch_off=p.scratch_span(node.name)[0],
-            scratch_room=p.scratch_span(node.name)[1],
+            res_off=p.offset(r.name) if r else 0, scratch_off=scratch_off, scratch_room=scratch_room,
             packed=pack_padded(node.weights, node.bits_w)))
     return out
 
