@@ -79,7 +79,10 @@ def cli() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the best arch.json.")
-def search(board, board_file, sram, flash, resolution, classes, population, iterations, seed, output):
+@click.option("--history", type=click.Path(dir_okay=False),
+              help="Also write the best QE-score over the iterations (JSON, for qetool report --history).")
+def search(board, board_file, sram, flash, resolution, classes, population, iterations, seed, output,
+           history):
     """Evolve a network and its bit widths for a board's budgets (QE-score + QBR)."""
     from qetool.arch import save
     from qetool.device.boards import choose_board
@@ -93,8 +96,12 @@ def search(board, board_file, sram, flash, resolution, classes, population, iter
                        flash_budget=flash or b.budget_flash_bytes, core=b.core.cpu, resolution=resolution,
                        num_classes=classes, population=population, iterations=iterations,
                        seed=seed)
-    result = run_with_progress(cfg)
+    result, points = run_with_progress(cfg)
     save(result.arch(cfg), output)
+    if history:
+        from qetool.search.history import write_history
+
+        write_history(history, points, b.name, seed)
     best = result.best
     state = "interrupted: best so far" if result.interrupted else "done"
     click.echo(f"{state} after {result.iterations_done:,} iterations "
@@ -107,7 +114,10 @@ def search(board, board_file, sram, flash, resolution, classes, population, iter
 @click.argument("arch_json", type=click.Path(dir_okay=False))
 @_board_options(required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def score(arch_json, board, board_file, as_json):
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Also draw the paper's QBR figure (bits, peak SRAM and Flash per block against "
+                   "the budgets) to this .png or .svg file.")
+def score(arch_json, board, board_file, as_json, plot):
     """QE-score, model Flash and peak SRAM of an arch.json, per block."""
     from qetool.arch import load
     from qetool.device.boards import choose_board
@@ -119,7 +129,13 @@ def score(arch_json, board, board_file, as_json):
         raise QetoolError(f"{arch_json}: a TFLite model; score works on arch.json networks "
                           "(qetool compile reports an imported model's memory)")
     report = score_report(load(arch_json), chosen)
+    if plot:
+        from qetool.view.plots import plot_score
+
+        plot_score(report, f"{arch_json}: QBR per block" + (f" on {chosen.name}" if chosen else ""), plot)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
+    if plot and not as_json:
+        click.echo(f"QBR figure -> {plot}")
 
 
 @cli.command("compile")
@@ -190,7 +206,9 @@ def run(build_dir, host, emulator, port, baud, images, arrays, check, as_json):
 @click.argument("build_dir", type=click.Path(file_okay=False))
 @_target_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def profile(build_dir, emulator, port, baud, as_json):
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Also write the JSON to this file (e.g. BUILD/profile.json, which qetool report reads).")
+def profile(build_dir, emulator, port, baud, as_json, output):
     """Measured Flash, SRAM, stack and latency per layer, against the board's limits."""
     from qetool.device.builddir import BuildDir
     from qetool.device.profile import over_limits, profile as measure, profile_table
@@ -199,12 +217,35 @@ def profile(build_dir, emulator, port, baud, as_json):
     build = BuildDir(build_dir)
     with connect(build, emulator, port, baud) as session:
         doc = measure(session, build.elf("emu" if emulator else "board"))
+    if output:
+        from qetool.fileio import write_text
+
+        write_text(output, json.dumps(doc, indent=2) + "\n")
     click.echo(json.dumps(doc, indent=2) if as_json else profile_table(doc))
     over = over_limits(doc)
     for line in over:
         click.echo(f"error: {line}", err=True)
     if over:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("build_dir", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="The HTML file to write (one self-contained page).")
+@click.option("--profile", "profile_file", type=click.Path(dir_okay=False),
+              help="A profile's JSON (qetool profile BUILD --emulator -o FILE); default: "
+                   "BUILD/profile.json when present.")
+@click.option("--history", type=click.Path(dir_okay=False),
+              help="A search's history (qetool search --history FILE) to plot.")
+def report(build_dir, output, profile_file, history):
+    """One HTML page for a build: summary, QBR figure, the arena over time, per-layer latency,
+    bit widths and the per-layer table; figures embedded, nothing loaded from elsewhere."""
+    from qetool.view.page import summary_text, write_report
+
+    r = write_report(build_dir, output, profile_file, history)
+    click.echo(summary_text(r))
+    click.echo(f"report -> {output}")
 
 
 @cli.command()

@@ -10,7 +10,7 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[object]], footer: Seq
     """A table with a header rule and an optional footer block below a second rule."""
     cells = [[str(c) for c in r] for r in (headers, *rows, *footer)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [all(_is_num(r[i]) for r in cells[1:] if r[i]) for i in range(len(headers))]
+    numeric = [all(is_number(r[i]) for r in cells[1:] if r[i]) for i in range(len(headers))]
 
     def line(r: list[str]) -> str:
         return "  ".join(c.rjust(w) if num else c.ljust(w)
@@ -26,5 +26,5 @@ def render(headers: Sequence[str], rows: Sequence[Sequence[object]], footer: Seq
 _NUMBER = re.compile(r"^[-+]?[\d,]+(\.\d+)?( ?(B|KB|MB|%|x))?$")
 
 
-def _is_num(s: str) -> bool:
+def is_number(s: str) -> bool:
     return bool(_NUMBER.match(s))
