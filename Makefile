@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := build/demo
 
-.PHONY: demo test sysdeps bench code-sizes clean
+.PHONY: demo test sysdeps bench code-sizes figures clean
 
 sysdeps:
 	@bash tools/sysdeps.sh
@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json
-	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746
+	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json --history $(DEMO)/history.json
+	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746 --plot $(DEMO)/qbr.png
 	$(BIN)/qetool compile $(DEMO)/arch.json --board stm32f746 --build -o $(DEMO)/build
 	$(BIN)/qetool run $(DEMO)/build --emulator --check
-	$(BIN)/qetool profile $(DEMO)/build --emulator
+	$(BIN)/qetool profile $(DEMO)/build --emulator -o $(DEMO)/build/profile.json
+	$(BIN)/qetool report $(DEMO)/build --history $(DEMO)/history.json -o $(DEMO)/report.html
 
 test: $(STAMP)
 	$(BIN)/pytest -q
@@ -36,6 +37,10 @@ bench: $(STAMP)
 
 code-sizes: $(STAMP)
 	$(BIN)/python tools/code_sizes.py
+
+# The README's QBR figure of the paper's network, at the paper's budget (the F412's 256 KB / 1 MB).
+figures: $(STAMP)
+	$(BIN)/qetool score examples/paper_256k_1m.json --board stm32f412 --plot docs/qbr_paper_256k_1m.png
 
 clean:
 	rm -rf build $(VENV)

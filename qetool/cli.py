@@ -130,9 +130,12 @@ def score(arch_json, board, board_file, as_json, plot):
                           "(qetool compile reports an imported model's memory)")
     report = score_report(load(arch_json), chosen)
     if plot:
+        from pathlib import Path
+
         from qetool.view.plots import plot_score
 
-        plot_score(report, f"{arch_json}: QBR per block" + (f" on {chosen.name}" if chosen else ""), plot)
+        title = f"{Path(arch_json).name}: QBR per block" + (f" on {chosen.name}" if chosen else "")
+        plot_score(report, title, plot)
     click.echo(json.dumps(report.to_json(), indent=2) if as_json else report.table())
     if plot and not as_json:
         click.echo(f"QBR figure -> {plot}")
