@@ -18,18 +18,20 @@ $(STAMP): pyproject.toml tools/sysdeps.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json --history $(DEMO)/history.json
+	$(BIN)/qetool search --board stm32f746 --iterations 20000 --seed 1 -o $(DEMO)/arch.json --history $(DEMO)/history.json --pareto $(DEMO)/pareto.json
 	$(BIN)/qetool score $(DEMO)/arch.json --board stm32f746 --plot $(DEMO)/qbr.png
 	$(BIN)/qetool compile $(DEMO)/arch.json --board stm32f746 --build -o $(DEMO)/build
 	$(BIN)/qetool run $(DEMO)/build --emulator --check
 	$(BIN)/qetool profile $(DEMO)/build --emulator -o $(DEMO)/build/profile.json
-	$(BIN)/qetool report $(DEMO)/build --history $(DEMO)/history.json -o $(DEMO)/report.html
+	$(BIN)/qetool report $(DEMO)/build --history $(DEMO)/history.json --pareto $(DEMO)/pareto.json -o $(DEMO)/report.html
 
 test: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/search_speed.py
+	$(BIN)/python bench/search_vs_paper.py --plot build/pareto_paper.png
+	$(BIN)/python bench/latency_accuracy.py
 	$(BIN)/python bench/compare_int8.py
 	$(BIN)/python bench/kernels_bits.py
 	$(BIN)/python bench/vs_tflm.py

@@ -81,33 +81,24 @@ def cli() -> None:
               help="Where to write the best arch.json.")
 @click.option("--history", type=click.Path(dir_okay=False),
               help="Also write the best QE-score over the iterations (JSON, for qetool report --history).")
+@click.option("--latency-ms", type=_PositiveFloat(),
+              help="Latency budget per picture in ms, from the board's latency model (default: the "
+                   "board file's budget_ms, if any).")
+@click.option("--no-latency-budget", is_flag=True, help="Ignore the board file's latency budget.")
+@click.option("--macs", type=SIZE, help="At most this many multiply-accumulates per picture (e.g. 300M).")
+@click.option("--max-blocks", type=click.IntRange(1), help="At most this many mbconv block instances.")
+@click.option("--pareto", type=click.Path(dir_okay=False),
+              help="Write the final population's QE/latency Pareto front (JSON).")
 def search(board, board_file, sram, flash, resolution, classes, population, iterations, seed, output,
-           history):
-    """Evolve a network and its bit widths for a board's budgets (QE-score + QBR)."""
-    from qetool.arch import save
-    from qetool.device.boards import choose_board
-    from qetool.search.evolve import SearchConfig
-    from qetool.search.run import run_with_progress
+           history, latency_ms, no_latency_budget, macs, max_blocks, pareto):
+    """Evolve a network and its bit widths for a board's budgets (QE-score + QBR), within a
+    latency, MAC and block budget when given."""
+    from qetool.search.run import search_command
 
-    b = choose_board(board, board_file)
-    for line in b.over_physical(sram or 0, flash or 0):
-        click.echo(f"warning: {line}", err=True)
-    cfg = SearchConfig(sram_budget=sram or b.budget_sram_bytes,
-                       flash_budget=flash or b.budget_flash_bytes, core=b.core.cpu, resolution=resolution,
-                       num_classes=classes, population=population, iterations=iterations,
-                       seed=seed)
-    result, points = run_with_progress(cfg)
-    save(result.arch(cfg), output)
-    if history:
-        from qetool.search.history import write_history
-
-        write_history(history, points, b.name, seed)
-    best = result.best
-    state = "interrupted: best so far" if result.interrupted else "done"
-    click.echo(f"{state} after {result.iterations_done:,} iterations "
-               f"({result.accepted:,} accepted): QE-score {best.qe_score:.6f}, "
-               f"Flash {best.flash_bytes:,} B of {cfg.flash_budget:,}, "
-               f"SRAM {best.peak_sram_bytes:,} B of {cfg.sram_budget:,} -> {output}")
+    for line in search_command(board, board_file, sram, flash, resolution, classes, population,
+                               iterations, seed, output, history, latency_ms, no_latency_budget,
+                               macs, max_blocks, pareto):
+        click.echo(line, err=line.startswith("warning: "))
 
 
 @cli.command()
@@ -241,12 +232,14 @@ def profile(build_dir, emulator, port, baud, as_json, output):
                    "BUILD/profile.json when present.")
 @click.option("--history", type=click.Path(dir_okay=False),
               help="A search's history (qetool search --history FILE) to plot.")
-def report(build_dir, output, profile_file, history):
+@click.option("--pareto", type=click.Path(dir_okay=False),
+              help="A search's Pareto front (qetool search --pareto FILE) to plot.")
+def report(build_dir, output, profile_file, history, pareto):
     """One HTML page for a build: summary, QBR figure, the arena over time, per-layer latency,
     bit widths and the per-layer table; figures embedded, nothing loaded from elsewhere."""
     from qetool.view.page import summary_text, write_report
 
-    r = write_report(build_dir, output, profile_file, history)
+    r = write_report(build_dir, output, profile_file, history, pareto)
     click.echo(summary_text(r))
     click.echo(f"report -> {output}")
 
@@ -267,6 +260,32 @@ def flash(build_dir, tool, dry_run):
     build = BuildDir(build_dir)
     line = write(Path(build_dir), build.board, tool, dry_run)
     click.echo(line if dry_run else f"flashed {build.board.name}: {line}")
+
+
+@cli.command()
+@_board_options(required=True)
+@_target_options
+@click.option("--tool", type=click.Choice(["openocd", "st-flash", "pyocd"]),
+              help="With --port: the flashing tool for each probe (default: the first installed).")
+@click.option("--probes", type=click.IntRange(8), default=48, show_default=True,
+              help="Probe networks to build and count.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the probe networks.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="The calibration file (default: boards/NAME.latency.json of a shipped board).")
+def calibrate(board, board_file, emulator, port, baud, tool, probes, seed, output):
+    """Fit the board's latency model to exact counts of generated probe networks: instructions
+    in the emulator, or DWT cycles on the board (each probe is flashed)."""
+    from qetool.device.boards import choose_board
+    from qetool.device.calibrate import calibrate_with_progress
+
+    if emulator == (port is not None):
+        raise QetoolError("give exactly one of --emulator and --port")
+    b = choose_board(board, board_file)
+    if output is None and b.file_text is not None:
+        raise QetoolError("a board of your own needs -o FILE for its calibration")
+    model, path = calibrate_with_progress(b, probes, seed, port, baud, tool, output)
+    click.echo(f"{model.probes} probes on {model.target} ({model.counter}): largest error on a "
+               f"probe network {100 * model.max_probe_error:.2f} % -> {path}")
 
 
 def _need_torch() -> None:

@@ -75,8 +75,9 @@ def test_score_plot_png_is_drawn_at_its_size(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f"QBR figure -> {out}" in r.stdout and "QE-score" in r.stdout
     img = Image.open(out)
-    # docs/report.md: 12 in at 100 dpi wide; 2.5 in per panel + 1.5 in: three panels without latency
-    assert img.format == "PNG" and img.size == (1200, 900)
+    # docs/report.md: 12 in at 100 dpi wide; 2.5 in per panel + 1.5 in: four panels with the
+    # estimated latency (the F746 has a latency calibration)
+    assert img.format == "PNG" and img.size == (1200, 1150)
     _drawn(img)
     colours = {c for _, c in img.convert("RGB").getcolors(1 << 24)}
     for bar in ((0x4C, 0x72, 0xB0), (0xDD, 0x84, 0x52), (0x55, 0xA8, 0x68)):  # bits_a, bits_w, memory
@@ -89,7 +90,7 @@ def test_score_plot_svg_and_json(tmp_path):
     assert r.returncode == 0, r.stderr
     json.loads(r.stdout)  # --json stays pure JSON
     root = ET.parse(out).getroot()
-    assert root.tag.endswith("svg") and root.get("width") == "864pt" and root.get("height") == "648pt"
+    assert root.tag.endswith("svg") and root.get("width") == "864pt" and root.get("height") == "828pt"
     n_blocks = len(A.blocks(A.load(PAPER))) + 1
     bars = [e for e in root.iter() if e.tag.endswith("g") and (e.get("id") or "").startswith("patch_")]
     assert len(bars) >= 4 * n_blocks  # bits_a, bits_w, SRAM and Flash bars per block (and the backgrounds)
@@ -176,11 +177,12 @@ def test_report_without_a_profile(tmp_path):
     r = qetool("report", build, "-o", out)
     assert r.returncode == 0, r.stderr
     assert "not profiled" in r.stdout and f"report -> {out}" in r.stdout
-    p = _check_page(out, figures=3)  # QBR, arena, bits: no latency without a profile
+    p = _check_page(out, figures=4)  # QBR, arena, latency (the estimate alone), bits
     words = _words(p)
     rep = json.loads((build / "report.json").read_text())
     assert f"{rep['arena_bytes']:,} B" in words and f"{rep['model_flash_bytes']:,} B" in words
     assert "not profiled" in words and rep["model_hash"] in words
+    assert f"{rep['latency_instructions']:,} instructions" in words
     assert words.count("b18.project") >= 1 and "Layers" in words
 
 
@@ -215,6 +217,7 @@ def test_report_bad_input_is_one_line_and_writes_nothing(tmp_path):
     bad.write_text(json.dumps({"format": "qetool-search-history/1", "board": "x", "seed": 0,
                                "iterations": [0, 5, 3], "best_qe": [1, 2, 3]}))
     assert "increase" in _one_error(qetool("report", build, "-o", out, "--history", bad))
+    assert "Pareto" in _one_error(qetool("report", build, "-o", out, "--pareto", bad))
     (build / "lowered.npz").unlink()
     _one_error(qetool("report", build, "-o", out))
     assert not out.exists()
@@ -238,12 +241,12 @@ def full_report(tmp_path_factory):
     """A report with every figure: a profiled build and a search history."""
     tmp = tmp_path_factory.mktemp("report")
     build = _profiled_build(tmp)
-    history = tmp / "history.json"
+    history, front = tmp / "history.json", tmp / "front.json"
     r = qetool("search", "--board", "stm32f746", "--iterations", 1500, "--population", 16,
-               "-o", tmp / "a.json", "--history", history)
+               "-o", tmp / "a.json", "--history", history, "--pareto", front)
     assert r.returncode == 0, r.stderr
     out = tmp / "report.html"
-    r = qetool("report", build, "-o", out, "--history", history)
+    r = qetool("report", build, "-o", out, "--history", history, "--pareto", front)
     assert r.returncode == 0, r.stderr
     return build, out, json.loads((build / "profile.json").read_text()), json.loads(history.read_text())
 
@@ -251,7 +254,10 @@ def full_report(tmp_path_factory):
 def test_report_with_a_profile_and_a_history(full_report):
     build, out, prof, hist = full_report
     assert hist["iterations"] == [0, 500, 1000, 1500] and hist["best_qe"] == sorted(hist["best_qe"])
-    words = _words(_check_page(out, figures=5))
+    rep = json.loads((build / "report.json").read_text())  # profile puts the estimate beside each count
+    assert [layer["estimate"] for layer in prof["layers"]] == [layer["latency_instructions"] for layer in rep["layers"]]
+    assert prof["estimate_latency_instructions"] == rep["latency_instructions"]
+    words = _words(_check_page(out, figures=6))
     assert f"{prof['instructions']:,} instructions per inference (emulator, exact)" in words
     assert f"{prof['elf_flash_bytes']:,} B" in words and f"{prof['sram_bytes']:,} B" in words
     assert f"{hist['best_qe'][-1]:.6f}" in words
@@ -298,7 +304,7 @@ def test_a_browser_shows_every_figure_and_the_summary(full_report):
         finally:
             browser.close()
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
-    assert len(figures) == 5
+    assert len(figures) == 6
     for f in figures:
         assert f["ok"], f"{f['alt']}: a broken image"
         assert f["w"] > 1000 and f["h"] > 200, f

@@ -24,6 +24,7 @@ from qetool.errors import QetoolError
 from qetool.fileio import read_bytes
 from qetool.compiler import firmware
 from qetool.device.boards import Board
+from qetool.search.latency import Estimate, estimate
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,17 @@ class Compiled:
 def build_report(model: LoweredModel, p: Plan, board: Board) -> dict:
     """report.json of an arch.json network (report.report over its graph IR)."""
     g = graph_of(model)
-    return report(g, graph_plan(g, p), model.model_hash, board)
+    return report(g, graph_plan(g, p), model.model_hash, board, latency=compile_estimate(model.arch, board))
+
+
+def compile_estimate(arch: A.Arch, board: Board) -> Estimate | None:
+    """The latency estimate for the report; none where the calibration lacks a term of this
+    network (a calibration older than the kernels: qetool score says so), so that compiling
+    never depends on it."""
+    try:
+        return estimate(arch, board)
+    except QetoolError:
+        return None
 
 
 MAX_LAYERS = 0xFFFF
@@ -64,7 +75,7 @@ def compile_arch(arch: A.Arch, board: Board, weights: str | Path | None = None,
     p = plan(arch)
     g = graph_of(model)
     gp = graph_plan(g, p)
-    return Compiled(model, p, report(g, gp, model.model_hash, board),
+    return Compiled(model, p, report(g, gp, model.model_hash, board, latency=compile_estimate(arch, board)),
                     render_sources(g, gp, model.model_hash, name), ck)
 
 

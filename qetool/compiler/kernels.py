@@ -1,6 +1,7 @@
 """The registry of qetool's own kernels (docs/kernels.md): for each op the C function and its
-helpers (after the model's name), the weight layout it reads, what it accepts, and its planned
-scratch. Render, plan, the code-size tool and the search's cost read it, no parallel tables."""
+helpers (after the model's name), the weight layout it reads, what it accepts, its planned
+scratch and its cost terms (docs/latency.md). Render, plan, the code-size tool, the search's
+cost and the latency model read it, no parallel tables."""
 
 from __future__ import annotations
 
@@ -49,12 +50,173 @@ def _head_scratch(kernel: int, cin: int, h: int, w: int, pad: tuple[int, int, in
 
 
 @dataclass(frozen=True)
+class LayerShape:
+    """What a kernel's instruction count depends on (docs/latency.md): the op, kernel size,
+    stride, channels, input and output sizes in pixels, padding (top, bottom, left, right), the
+    bits of its input, weights, output and residual (0: none), whether the input is signed,
+    and its room: the bytes of free arena around its scratch while it runs (the scratch span)."""
+
+    op: str
+    kernel: int
+    stride: int
+    cin: int
+    cout: int
+    h_in: int
+    w_in: int
+    h_out: int
+    w_out: int
+    pad: tuple[int, int, int, int]
+    bits_in: int
+    bits_w: int
+    bits_out: int
+    bits_res: int
+    signed_in: bool
+    room: int
+
+
+SUBTILES = 4
+"""At most this many 8-pixel sub-tiles per 1x1 or stem tile (QE_SUBTILES in the kernels)."""
+
+
+def subtiles(room: int, words: int, extra: int) -> int:
+    """Sub-tiles of `words` int32 words that fit `room` bytes beside `extra` more words, at most
+    SUBTILES (qe_subtiles in templates/kernels.c.j2)."""
+    n = (room // 4 - extra) // words if room // 4 >= extra + words else 0
+    return min(n, SUBTILES)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _codes(bits: int, n: int) -> str:
+    """The regime a row of n codes is read in: 8-bit words (b8), byte-aligned groups of eight
+    (g<bits>) or the sequential reader (r, about the same cost at every width)."""
+    if bits == 8 and n % 4 == 0:
+        return "b8"
+    return f"g{bits}" if n % 8 == 0 else "r"
+
+
+def _width(bits: int) -> str:
+    """Byte codes (b8) or narrower ones (bits), where only that matters."""
+    return "b8" if bits == 8 else "bits"
+
+
+def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: int, bits_res: int,
+                tiles: int, two: bool, nib: bool, w8: bool) -> dict[str, float]:
+    """The tile engine's terms (1x1 and the stem's tiles): per tile group; per channel and group
+    (its requantization constants and weight row); per weight pair unpacked (by the row's
+    regime; rows unpacked one channel a pass cost a little more); per dot-product call and pair
+    (by kind); per output (byte codes or narrower, a residual)."""
+    pairs = 2 * _ceil(cin, 4)
+    groups = _ceil(npx, CONV1X1_TILE * tiles)
+    subs = _ceil(npx, CONV1X1_TILE)
+    tail = npx - CONV1X1_TILE * (subs - 1)
+    t = {f"{pre}.group": groups, f"{pre}.chan": groups * cout, f"{pre}.out.{_width(bits_out)}": npx * cout}
+    if bits_res:
+        t[f"{pre}.res"] = npx * cout
+    both = 2 * (cout // 2) if two else 0
+    rest = cout - both
+    unpacked = both + (0 if w8 else rest)
+    if unpacked:
+        t[f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"] = groups * unpacked * pairs
+    if rest and not w8:  # rows unpacked one channel a pass
+        t[f"{pre}.row1"] = groups * rest * pairs
+    if both:
+        halves = _ceil(npx, CONV1X1_TILE // 2)
+        t[f"{pre}.dot2x4"] = both // 2 * halves * pairs
+        t[f"{pre}.dot2x4.call"] = both // 2 * halves
+    if rest:
+        short = 1 if tail < CONV1X1_TILE // 2 and not w8 else 0
+        kind = "dot8w8" if w8 else "dot8"
+        t[f"{pre}.{kind}"] = rest * (subs - short) * pairs
+        t[f"{pre}.{kind}.call"] = rest * (subs - short)
+        if short:
+            t[f"{pre}.tail"] = rest * tail * pairs
+    return t
+
+
+def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
+    """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime)."""
+    npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
+    sub = pairs * CONV1X1_TILE
+    tiles = max(1, subtiles(s.room, sub, pairs))
+    two = s.cout > 1 and subtiles(s.room, sub, 2 * pairs) == tiles
+    nib = s.bits_w == 4 and s.cin % 8 == 0
+    w8 = s.bits_w == 8 and s.cin % 4 == 0
+    t = _tile_terms("c1", npx, s.cin, s.cout, s.bits_w, s.bits_out, s.bits_res, tiles, two, nib, w8)
+    subs = _ceil(npx, CONV1X1_TILE)
+    t["c1.layer"] = 1
+    t["c1.sub"] = subs
+    t[f"c1.in.{_codes(s.bits_in, s.cin)}"] = subs * pairs
+    return t
+
+
+def _conv_terms(s: LayerShape) -> dict[str, float]:
+    """The stem: each output pixel's receptive field gathered (per tap, byte codes or narrower),
+    then the tile engine when a tile fits the room (pixels past the end of the last tile gather
+    zeros), else one pixel at a time (`st.px.*`: its own terms, another loop; 8-bit weight rows
+    are read straight from Flash, narrower ones through the reader)."""
+    npx, taps = s.h_out * s.w_out, s.kernel * s.kernel * s.cin
+    pairs = 2 * _ceil(taps, 4)
+    tiles = subtiles(s.room, pairs * CONV1X1_TILE, pairs)
+    gather = f"gather.{_width(s.bits_in)}"
+    if tiles == 0:
+        return {"st.px.layer": 1, f"st.px.{gather}": npx * taps,
+                f"st.px.mac.{_width(s.bits_w)}": npx * s.cout * pairs, "st.px.out": npx * s.cout}
+    padded = _ceil(npx, CONV1X1_TILE * tiles) * CONV1X1_TILE * tiles
+    t = {"st.layer": 1, f"st.{gather}": padded * taps}
+    t.update(_tile_terms("st", npx, taps, s.cout, s.bits_w, s.bits_out, 0, tiles, False, False, False))
+    del t["st.row1"]  # every stem row is unpacked one channel a pass: the same count as st.row.*
+    return t
+
+
+def _dwconv_terms(s: LayerShape) -> dict[str, float]:
+    """Depthwise: the padded plane cleared once; per channel its plane filled (per input width;
+    codes crossing a byte where the bit position moves), its weights into words (per width),
+    and its outputs (per kernel size and stride: the unrolled common plane, two outputs a step
+    at stride 1) and output rows; codes narrower than 8 bits cost a masked store."""
+    c, k = s.cin, s.kernel
+    hp, wp = s.h_in + s.pad[0] + s.pad[1], s.w_in + s.pad[2] + s.pad[3]
+    t: dict[str, float] = {"dw.layer": 1, "dw.plane": hp * wp, "dw.chan": c,
+                           f"dw.w.b{s.bits_w}": c * k * k, "dw.fillrow": c * s.h_in}
+    b = s.bits_in
+    if c * b % 8:
+        t["dw.fill.r"] = c * s.h_in * s.w_in
+    else:
+        cross = sum(1 for ch in range(c) if (ch * b) % 8 + b > 8)
+        t[f"dw.fill.{_width(b)}"] = (c - cross) * s.h_in * s.w_in
+        if cross:
+            t["dw.fill.x"] = cross * s.h_in * s.w_in
+    fast = c * s.bits_out % 8 == 0 and k in (3, 5, 7)
+    kind = f"k{k}s{min(s.stride, 2)}" if fast else f"plane.k{k}" if k in (3, 5, 7) else "plane"
+    outs = s.h_out * s.w_out
+    t[f"dw.out.{kind}"] = c * outs * (1 if k in (3, 5, 7) else k * k)
+    t[f"dw.row.{kind}"] = c * s.h_out
+    if fast and s.stride == 1 and s.w_out % 2:
+        t[f"dw.odd.{kind}"] = c * s.h_out
+    if s.bits_out != 8:
+        t["dw.store.bits"] = c * outs
+    if s.bits_w <= 3:  # a share of 2- and 3-bit channels get shift n < 32: the general plane
+        t[f"dw.slow.b{s.bits_w}"] = c * outs * k * k
+    return t
+
+
+def _head_terms(s: LayerShape) -> dict[str, float]:
+    """Head: the average pool's sums (per input width), then the classifier."""
+    return {"hd.layer": 1, f"hd.sum.b{s.bits_in}": s.h_in * s.w_in * s.cin, "hd.chan": s.cin,
+            "hd.fc": s.cin * s.cout, "hd.cls": s.cout}
+
+
+@dataclass(frozen=True)
 class Kernel:
     """One kernel: the op it runs, its C function and the static helpers it calls (both after
     the model's name; their code counts with the op's in code_sizes.json), the order it reads its
     weights in, the kernel sizes and strides it accepts (None: any), whether its input must be
-    unsigned, and its scratch in bytes before rounding to 4 (arguments: kernel, Cin, H, W,
-    padding)."""
+    unsigned, its scratch in bytes before rounding to 4 (arguments: kernel, Cin, H, W,
+    padding), and its cost terms: the counts (loop trips, rows, outputs, calls) its instructions
+    are a linear function of, by name (docs/latency.md; the coefficients are a board's
+    calibration)."""
 
     op: str
     function: str
@@ -64,17 +226,19 @@ class Kernel:
     strides: tuple[int, ...] | None
     unsigned_input: bool
     scratch: Callable[[int, int, int, int, tuple[int, int, int, int]], int]
+    terms: Callable[[LayerShape], dict[str, float]]
 
 
 REGISTRY: dict[str, Kernel] = {k.op: k for k in (
-    Kernel("conv", "conv_hwc", ("gather", "conv_pixels"), "OHWI", None, None, False, _conv_scratch),
+    Kernel("conv", "conv_hwc", ("gather", "conv_pixels"), "OHWI", None, None, False, _conv_scratch,
+           _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot8_w8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
             "read_pairs"),
-           "OI", (1,), (1,), False, _conv1x1_scratch),
+           "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
-           tuple(range(1, 16)), None, True, _dwconv_scratch),
-    Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch),
+           tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
+    Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch, _head_terms),
 )}
 """qetool's kernels by op. The 1x1 helpers serve the stem's tiles too: both ops are in every
 arch.json network."""

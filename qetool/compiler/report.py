@@ -9,13 +9,17 @@ from qetool.compiler.ir_plan import GraphPlan, scratch_bytes, tensor_bytes
 from qetool.compiler.pack import graph_flash
 from qetool.compiler.program import node_macs
 from qetool.device.boards import Board
+from qetool.search.latency import Estimate
 from qetool.table import render
 from qetool.units import fmt_size
 
 
-def report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board, imported: bool = False) -> dict:
+def report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board, imported: bool = False,
+           latency: Estimate | None = None) -> dict:
     """The report of graph `g` planned as `p` on `board`. An imported model's adds `source`,
-    per-node `macs`, `activation_bytes`, `scratch_peak_bytes` and `scratch_overhead_bytes`."""
+    per-node `macs`, `activation_bytes`, `scratch_peak_bytes` and `scratch_overhead_bytes`.
+    A latency estimate adds `latency_instructions`, `latency_ms` and each layer's
+    `latency_instructions`."""
     flash = graph_flash(g, board.core.cpu)
     layers = []
     for n, f in zip(g.nodes, flash.layers):
@@ -30,6 +34,8 @@ def report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board, imported: b
                "constant_channels": int((n.requant.mult == 0).sum()) if n.requant is not None else 0}
         if imported:
             row["macs"] = node_macs(g, n)
+        if latency is not None:
+            row["latency_instructions"] = round(latency.per_layer[len(layers)])
         layers.append(row)
     doc = {"model_hash": model_hash, "board": board.name,
            **({"source": "tflite"} if imported else {}),
@@ -40,6 +46,9 @@ def report(g: ir.Graph, p: GraphPlan, model_hash: str, board: Board, imported: b
         doc.update({"activation_bytes": p.activation_bytes,
                     "scratch_peak_bytes": max(r["scratch_bytes"] for r in layers),
                     "scratch_overhead_bytes": p.arena_bytes - p.activation_bytes})
+    if latency is not None:
+        doc.update({"latency_instructions": round(latency.instructions),
+                    "latency_ms": round(latency.ms, 3), "latency_note": latency.note})
     doc.update({"budget_flash_bytes": board.budget_flash_bytes, "budget_sram_bytes": board.budget_sram_bytes,
                 "limit_flash_bytes": board.flash_bytes, "limit_sram_bytes": board.sram_bytes,
                 "layers": layers})
@@ -76,4 +85,7 @@ def report_table(report: dict) -> str:
             ("arena SRAM ", report["arena_bytes"], report["budget_sram_bytes"], report["limit_sram_bytes"])):
         lines.append(f"{what} {used:>10,} B ({fmt_size(used)}): {100 * used / budget:5.1f} % of the "
                      f"budget {budget:,} B, {100 * used / limit:5.1f} % of {report['board']}'s {fmt_size(limit)}")
+    if "latency_instructions" in report:
+        lines.append(f"latency     {report['latency_instructions']:>10,} instructions, "
+                     f"{report['latency_ms']:,.1f} ms ({report['latency_note']})")
     return "\n".join(lines)

@@ -65,8 +65,11 @@ class Emulated:
 
 @dataclass(frozen=True)
 class Board:
-    """A target board; sizes in bytes, clocks in Hz. `file_text` is the TOML of a user's board
-    file (--board-file), which compile copies into build/board.toml; None for boards/."""
+    """A target board; sizes in bytes, clocks in Hz. `cycles_per_instruction` turns the latency
+    model's instructions into cycles where the board has no cycle calibration (1.0 until
+    measured); `latency_budget_ms` is the search's default latency budget (None: none).
+    `file_text` is the TOML of a user's board file (--board-file), which compile copies into
+    build/board.toml; None for boards/."""
 
     name: str
     description: str
@@ -83,6 +86,8 @@ class Board:
     openocd_config: str
     pyocd_target: str
     emulator: Emulated | None
+    cycles_per_instruction: float = 1.0
+    latency_budget_ms: float | None = None
     file_text: str | None = None
 
     @property
@@ -124,6 +129,9 @@ class _Doc:
             node = node[part]
         if kind is int and (not isinstance(node, int) or isinstance(node, bool) or node < 0):
             raise QetoolError(f"{self.where}: {key}: {node!r} is not a non-negative integer")
+        if kind is float and (not isinstance(node, (int, float)) or isinstance(node, bool)
+                              or not 0 < node < 1e9):
+            raise QetoolError(f"{self.where}: {key}: {node!r} is not a number above 0")
         if kind is str and not isinstance(node, str):
             raise QetoolError(f"{self.where}: {key}: {node!r} is not a string")
         if kind is dict and not isinstance(node, dict):
@@ -135,6 +143,10 @@ class _Doc:
         if value not in choices:
             raise QetoolError(f"{self.where}: {key}: {value!r} is not one of {', '.join(choices)}")
         return value
+
+
+def _float_or_none(v: Any) -> float | None:
+    return None if v is None else float(v)
 
 
 def parse_board(text: str, where: str) -> Board:
@@ -162,7 +174,9 @@ def parse_board(text: str, where: str) -> Board:
         flash_origin=d.get("physical.flash_origin", int), sram_origin=d.get("physical.sram_origin", int),
         stack_bytes=d.get("firmware.stack_bytes", int),
         openocd_config=d.get("flash.openocd_config", str), pyocd_target=d.get("flash.pyocd_target", str),
-        emulator=emulator)
+        emulator=emulator,
+        cycles_per_instruction=float(d.get("latency.cycles_per_instruction", float, 1.0)),
+        latency_budget_ms=_float_or_none(d.get("latency.budget_ms", float, None)))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", board.name):
         raise QetoolError(f"{where}: name: {board.name!r} is not a name (letters, digits, _ . -)")
     for what in ("flash", "sram"):

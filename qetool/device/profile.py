@@ -84,9 +84,11 @@ def profile(session: Session, elf: Path) -> dict:
     for i, layer in enumerate(prog.layers):
         count = result.layer_counts[i] if result.layer_counts else None
         macs = layer.macs
+        est = report["layers"][i].get("latency_instructions")
         layers.append({"id": layer.id, "op": layer.op, "bits_in": layer.bits_in, "bits_w": layer.bits_w,
                        "macs": macs, unit or "count": count,
-                       "per_mac": round(count / macs, 3) if count and macs else None})
+                       "per_mac": round(count / macs, 3) if count and macs else None,
+                       **({"estimate": est} if est is not None else {})})
     sram = sizes.data_bytes + sizes.bss_bytes + stats.stack_used_bytes
     doc = {
         "board": board.name, "target": "emulator" if session.emulator else "board",
@@ -105,6 +107,9 @@ def profile(session: Session, elf: Path) -> dict:
         "runtime_sram_bytes": sram - report["arena_bytes"],
         "macs": sum(l["macs"] for l in layers),
         "counter": unit or "none", "estimated": result.counter == Counter.SYSTICK, "layers": layers}
+    if "latency_instructions" in report:
+        doc.update({"estimate_latency_instructions": report["latency_instructions"],
+                    "estimate_latency_ms": report["latency_ms"]})
     if unit:
         doc[unit] = result.count
     if result.counter == Counter.SYSTICK:
@@ -137,14 +142,20 @@ def profile_table(doc: dict) -> str:
            f"runtime beside the model: Flash {doc['runtime_flash_bytes']:,} B, "
            f"SRAM {doc['runtime_sram_bytes']:,} B"]
     unit = doc["counter"]
+    est = "estimate_latency_instructions" in doc and unit == "instructions"
     if unit != "none":
+        def vs(e: int | None, m: int) -> tuple[str, ...]:
+            return (f"{e:,}", f"{100 * (e / m - 1):+.1f}%" if m else "-") if est else ()
+
         rows = [(l["id"], l["op"], f"a{l['bits_in']}/w{l['bits_w']}", f"{l['macs']:,}",
-                 f"{l[unit]:,}", f"{l['per_mac']:.2f}" if l["per_mac"] is not None else "-")
-                for l in doc["layers"]]
+                 f"{l[unit]:,}", f"{l['per_mac']:.2f}" if l["per_mac"] is not None else "-",
+                 *vs(l.get("estimate"), l[unit])) for l in doc["layers"]]
         total = doc[unit]
-        foot = [("total", "", "", f"{doc['macs']:,}", f"{total:,}", f"{total / doc['macs']:.2f}")]
+        foot = [("total", "", "", f"{doc['macs']:,}", f"{total:,}", f"{total / doc['macs']:.2f}",
+                 *vs(doc.get("estimate_latency_instructions"), total))]
         head = f"{unit} (estimate)" if doc["estimated"] else unit
-        out += ["", render(("layer", "op", "bits", "MACs", head, "per MAC"), rows, foot)]
+        out += ["", render(("layer", "op", "bits", "MACs", head, "per MAC",
+                            *(("model", "error") if est else ())), rows, foot)]
         if unit == "cycles":
             out.append(f"\nlatency {total / doc['clock_hz'] * 1e3:.1f} ms at {doc['clock_hz'] / 1e6:.0f} MHz")
     else:

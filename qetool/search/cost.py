@@ -15,6 +15,7 @@ bytes for every bit width, so evaluating a candidate is only list indexing:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 from qetool.arch import HEAD_BITS, out_size
@@ -31,32 +32,39 @@ def is_residual(g: Geom) -> bool:
     return btn > 0 and s == 1 and cin == cout
 
 
+@dataclass(frozen=True)
+class Steps:
+    """The steps of one block instance at given bits: each layer's live total and scratch in
+    bytes (stem: one step; block: expand, depthwise, project)."""
+
+    totals: tuple[int, ...]
+    scratch: tuple[int, ...]
+
+
 @lru_cache(maxsize=None)
-def sram_table(g: Geom) -> tuple[tuple[int, ...], ...]:
-    """Peak live bytes of instance `g`, indexed [bits_a][bits_a of the next block]."""
+def steps(g: Geom, a: int, an: int) -> Steps:
+    """Instance `g`'s steps with its own bits_a = a and the next block's an (docs/memory.md)."""
     h, cin, btn, cout, k, s = g
     ho = out_size(h, s)
     p = k // 2
-    table = []
-    for a in _BITS:
-        row = []
-        for an in _BITS:
-            if a == 0 or an == 0:
-                row.append(0)
-                continue
-            y = act_bytes(ho, ho, cout, an)
-            if btn == 0:
-                row.append(act_bytes(h, h, cin, a) + y
-                           + scratch_bytes("conv", k, cin, h, h, (p, p, p, p)))
-                continue
-            x = act_bytes(h, h, cin, a)
-            e = act_bytes(h, h, btn, a)
-            keep = x if is_residual(g) else 0
-            row.append(max(x + e + scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD),
-                           keep + e + scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p)),
-                           keep + e + y + scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD)))
-        table.append(tuple(row))
-    return tuple(table)
+    y = act_bytes(ho, ho, cout, an)
+    if btn == 0:
+        sc = scratch_bytes("conv", k, cin, h, h, (p, p, p, p))
+        return Steps((act_bytes(h, h, cin, a) + y + sc,), (sc,))
+    x = act_bytes(h, h, cin, a)
+    e = act_bytes(h, h, btn, a)
+    keep = x if is_residual(g) else 0
+    se = scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD)
+    sd = scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p))
+    sp = scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD)
+    return Steps((x + e + se, keep + e + sd, keep + e + y + sp), (se, sd, sp))
+
+
+@lru_cache(maxsize=None)
+def sram_table(g: Geom) -> tuple[tuple[int, ...], ...]:
+    """Peak live bytes of instance `g`, indexed [bits_a][bits_a of the next block]."""
+    return tuple(tuple(0 if a == 0 or an == 0 else max(steps(g, a, an).totals) for an in _BITS)
+                 for a in _BITS)
 
 
 @lru_cache(maxsize=None)
@@ -86,3 +94,19 @@ def fixed_flash(c: int, classes: int, n_blocks: int, core: str) -> int:
     with `n_blocks` mbconv instances (every model runs all four kernels)."""
     return (weight_bytes(c * classes, HEAD_BITS) + channel_bytes(classes, False)
             + code_bytes({"conv", "conv1x1", "dwconv", "head"}, 2 + 3 * n_blocks, core))
+
+
+@lru_cache(maxsize=None)
+def block_macs(g: Geom) -> int:
+    """Multiply-accumulates of instance `g` (program.node_macs of its layers): the stem's
+    convolution, or expand + depthwise + project."""
+    h, cin, btn, cout, k, s = g
+    ho = out_size(h, s)
+    if btn == 0:
+        return ho * ho * cout * k * k * cin
+    return h * h * btn * cin + ho * ho * btn * k * k + ho * ho * cout * btn
+
+
+def head_macs(h: int, c: int, classes: int) -> int:
+    """The head's: the average pool's sums (h * h * c) and the classifier (c * classes)."""
+    return h * h * c + c * classes

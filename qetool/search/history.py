@@ -1,5 +1,6 @@
-"""A search's history (`qetool search --history FILE`, docs/formats.md): the best candidate's
-QE-score after each number of iterations, for `qetool report --history`."""
+"""A search's outputs for reports (docs/formats.md): its history (`qetool search --history
+FILE`: the best candidate's QE-score after each number of iterations) and the reading of its
+Pareto front (`--pareto FILE`), for `qetool report --history/--pareto`."""
 
 from __future__ import annotations
 
@@ -46,3 +47,20 @@ def load_history(doc: object, where: str) -> SearchHistory:
     if any(b <= a for a, b in zip(its, its[1:])):
         raise QetoolError(f"{where}: iterations must increase")
     return SearchHistory(tuple(its), tuple(float(q) for q in qe), doc["board"], doc["seed"])
+
+
+PARETO_FORMAT = "qetool-pareto/1"
+
+
+def load_pareto(doc: object, where: str) -> list[tuple[float, float]]:
+    """A Pareto front file's (latency in ms, QE-score) points, checked field by field."""
+    pts = doc.get("points") if isinstance(doc, dict) and doc.get("format") == PARETO_FORMAT else None
+    if not isinstance(pts, list) or not pts:
+        raise QetoolError(f"{where}: not a Pareto front ({PARETO_FORMAT}; `qetool search --pareto FILE`)")
+    out = []
+    for i, p in enumerate(pts):
+        ms, qe = (p.get("latency_ms"), p.get("qe_score")) if isinstance(p, dict) else (None, None)
+        if not all(type(v) in (int, float) and 0 <= v < 1e9 for v in (ms, qe)):
+            raise QetoolError(f"{where}: points[{i}]: latency_ms and qe_score must be numbers")
+        out.append((float(ms), float(qe)))
+    return out

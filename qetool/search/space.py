@@ -164,3 +164,15 @@ def mutate(genome: Genome, rng: random.Random) -> Genome:
         bw[i] = rng.choice([b for b in BITS_W if b != bw[i]])
         rows[r][6] = tuple(bw)
     return tuple(tuple(r) for r in rows)  # type: ignore[return-value]
+
+
+def random_arch(seed: int, resolution: int = 128, num_classes: int = 2) -> Arch:
+    """A network of this space for tests and benches: a random walk of 20-60 of the search's own
+    mutations from its start, then random bits for every instance."""
+    rng = random.Random(seed)
+    g = initial_genome()
+    for _ in range(rng.randint(20, 60)):
+        g = mutate(g, rng)
+    ba, bw = flat_bits(g)
+    g = with_flat_bits(g, [rng.choice(BITS_A) for _ in ba], [rng.choice(BITS_W) for _ in bw])
+    return to_arch(g, resolution, num_classes)

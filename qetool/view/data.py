@@ -35,8 +35,8 @@ class QbrRow:
 @dataclass(frozen=True)
 class QbrData:
     """The paper's QBR figure: rows in execution order; the model's fixed Flash (kernel code,
-    where the running Flash total starts); budgets in bytes (None: no board); the latency
-    counter's name when the rows carry latency."""
+    where the running Flash total starts); budgets in bytes (None: no board); when the rows
+    carry latency, its unit (instructions, cycles) and whether it is `measured` or `estimated`."""
 
     title: str
     rows: tuple[QbrRow, ...]
@@ -44,6 +44,7 @@ class QbrData:
     sram_budget: int | None = None
     flash_budget: int | None = None
     latency_unit: str | None = None
+    latency_kind: str = "estimated"
 
     @property
     def flash_total(self) -> int:
@@ -51,11 +52,13 @@ class QbrData:
 
 
 def qbr_of_score(report: ScoreReport, title: str) -> QbrData:
-    """The QBR figure of `qetool score`'s report (per block and the head)."""
-    rows = tuple(QbrRow(b.name, b.bits_a, b.bits_w, b.flash_bytes, b.peak_sram_bytes)
-                 for b in report.blocks)
+    """The QBR figure of `qetool score`'s report (per block and the head), with the estimated
+    latency per block when the report has it."""
+    est = report.latency_instructions is not None
+    rows = tuple(QbrRow(b.name, b.bits_a, b.bits_w, b.flash_bytes, b.peak_sram_bytes,
+                        round(b.latency_instructions) if est else None) for b in report.blocks)
     return QbrData(title, rows, report.code_flash_bytes, report.budget_sram_bytes,
-                   report.budget_flash_bytes)
+                   report.budget_flash_bytes, "instructions" if est else None)
 
 
 @dataclass(frozen=True)
@@ -98,12 +101,14 @@ def arena_of_plan(steps: list[str], p: GraphPlan, budget: int | None) -> ArenaDa
 
 @dataclass(frozen=True)
 class LatencyRow:
-    """One layer's MACs and its measured count (None: not profiled) in the profile's unit."""
+    """One layer's MACs, its measured count (None: not profiled) in the profile's unit and
+    the latency model's estimate in instructions (None: no model)."""
 
     name: str
     op: str
     macs: int
     measured: int | None
+    estimated: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,10 @@ class LatencyData:
     rows: tuple[LatencyRow, ...]
     unit: str | None
     clock_hz: int
+
+    @property
+    def has_estimate(self) -> bool:
+        return all(r.estimated is not None for r in self.rows)
 
 
 @dataclass(frozen=True)
@@ -148,7 +157,7 @@ def block_latency(arch: A.Arch, counts: dict[str, int]) -> list[int]:
 
 
 @dataclass(frozen=True)
-class Measured:
+class Profiled:
     """A profile (`qetool profile BUILD --emulator -o BUILD/profile.json`, docs/formats.md): where
     it ran, its counter (instructions, cycles; None: none), the whole inference's count (the
     layers' and what runs between them), per-layer counts, whether the count is an estimate
@@ -168,7 +177,7 @@ def _count(v: object) -> bool:
     return type(v) is int and v >= 0
 
 
-def load_profile(doc: object, where: str, prog: Program) -> Measured:
+def load_profile(doc: object, where: str, prog: Program) -> Profiled:
     """A profile's JSON, checked field by field against the build's model and layers."""
     if not isinstance(doc, dict):
         raise QetoolError(f"{where}: not a profile (`qetool profile BUILD --emulator -o FILE`)")
@@ -195,6 +204,6 @@ def load_profile(doc: object, where: str, prog: Program) -> Measured:
             if not _count(r.get(unit)):
                 raise QetoolError(f"{where}: layers[{i}].{unit}: missing or not a count")
             counts[r["id"]] = r[unit]
-    return Measured(doc["target"], None if unit == "none" else unit, doc.get(unit), counts,
+    return Profiled(doc["target"], None if unit == "none" else unit, doc.get(unit), counts,
                     doc.get("estimated") is True, doc["elf_flash_bytes"], doc["sram_bytes"],
                     doc["stack_bytes"])

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qetool.device.builddir import BuildDir
 from qetool.fileio import read_json, write_text
-from qetool.search.history import SearchHistory, load_history
+from qetool.search.history import SearchHistory, load_history, load_pareto
 from qetool.search.summary import score_report
 from qetool.table import is_number, render
 from qetool.units import fmt_size
@@ -46,6 +46,7 @@ class Figures:
     bits: bytes
     latency: bytes | None
     history: bytes | None
+    pareto: bytes | None
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,15 @@ class ReportInputs:
     arena: D.ArenaData
     latency: D.LatencyData
     bits: D.BitsData
-    measured: D.Measured | None
+    measured: D.Profiled | None
     history: SearchHistory | None
+    pareto: list[tuple[float, float]] | None
 
 
 def gather(build_dir: str | Path, profile: str | Path | None = None,
-           history: str | Path | None = None) -> ReportInputs:
-    """Read and check the build, its profile (`profile`, else BUILD/profile.json when present)
-    and a search history."""
+           history: str | Path | None = None, pareto: str | Path | None = None) -> ReportInputs:
+    """Read and check the build, its profile (`profile`, else BUILD/profile.json when present),
+    a search's history and Pareto front."""
     build = BuildDir(build_dir)
     prog, board, rep = build.program, build.board, build.report
     if profile is None and (build.path / PROFILE_FILE).is_file():
@@ -77,7 +79,8 @@ def gather(build_dir: str | Path, profile: str | Path | None = None,
                               counts[r["id"]] if counts else None)
                      for i, r in enumerate(rep["layers"]))
         qbr = D.QbrData("per node (an imported model)", rows, rep["code_flash_bytes"],
-                        board.budget_sram_bytes, board.budget_flash_bytes)
+                        board.budget_sram_bytes, board.budget_flash_bytes,
+                        measured.unit if counts else None, "measured")
     else:
         arch = build.model.arch
         qbr = D.qbr_of_score(score_report(arch, board), "per block")
@@ -85,15 +88,14 @@ def gather(build_dir: str | Path, profile: str | Path | None = None,
             qbr = D.QbrData(qbr.title, tuple(
                 D.QbrRow(r.name, r.bits_a, r.bits_w, r.flash_bytes, r.peak_sram_bytes, t)
                 for r, t in zip(qbr.rows, D.block_latency(arch, counts))),
-                qbr.code_bytes, qbr.sram_budget, qbr.flash_budget)
-    if counts:
-        qbr = D.QbrData(qbr.title, qbr.rows, qbr.code_bytes, qbr.sram_budget, qbr.flash_budget,
-                        measured.unit)
-    latency = D.LatencyData(tuple(D.LatencyRow(l.id, l.op, l.macs, counts[l.id] if counts else None)
-                                  for l in prog.layers),
+                qbr.code_bytes, qbr.sram_budget, qbr.flash_budget, measured.unit, "measured")
+    latency = D.LatencyData(tuple(D.LatencyRow(l.id, l.op, l.macs, counts[l.id] if counts else None,
+                                               r.get("latency_instructions"))
+                                  for l, r in zip(prog.layers, rep["layers"])),
                             measured.unit if counts else None, board.clock_hz)
     hist = load_history(read_json(history), str(history)) if history else None
-    return ReportInputs(build, qbr, arena, latency, D.bits_of_program(prog), measured, hist)
+    front = load_pareto(read_json(pareto), str(pareto)) if pareto else None
+    return ReportInputs(build, qbr, arena, latency, D.bits_of_program(prog), measured, hist, front)
 
 
 def draw(r: ReportInputs) -> Figures:
@@ -105,15 +107,15 @@ def draw(r: ReportInputs) -> Figures:
 
     name = r.build.name
     return Figures(
-        qbr=svg(plots.qbr_figure(D.QbrData(f"{name}: QBR {r.qbr.title} on {r.build.board.name}",
-                                           r.qbr.rows, r.qbr.code_bytes, r.qbr.sram_budget,
-                                           r.qbr.flash_budget, r.qbr.latency_unit))),
+        qbr=svg(plots.qbr_figure(replace(r.qbr, title=f"{name}: QBR {r.qbr.title} on {r.build.board.name}"))),
         arena=svg(plots.arena_figure(r.arena, f"{name}: the arena over the plan's steps")),
         bits=svg(plots.bits_figure(r.bits, f"{name}: bit widths")),
-        latency=svg(plots.latency_figure(r.latency, f"{name}: measured {r.latency.unit} per layer "
-                                         f"({r.measured.target})")) if r.latency.unit else None,
+        latency=svg(plots.latency_figure(r.latency, f"{name}: latency per layer")) if (
+            r.latency.unit or r.latency.has_estimate) else None,
         history=svg(plots.history_figure(r.history, f"search on {r.history.board}, seed "
-                                         f"{r.history.seed}")) if r.history else None)
+                                         f"{r.history.seed}")) if r.history else None,
+        pareto=svg(plots.pareto_figure(r.pareto, None, "the search's QE/latency Pareto front"))
+        if r.pareto else None)
 
 
 def _esc(v: object) -> str:
@@ -151,10 +153,15 @@ def _use(used: int, budget: int | None, limit: int) -> list[str]:
             share(budget) if budget else "-", f"{limit:,} B", share(limit)]
 
 
-ESTIMATE_NOTE = "not available: no latency model for this board yet"
+def estimate_text(rep: dict) -> str:
+    """The latency model's estimate for the summary."""
+    if "latency_instructions" not in rep:
+        return "not available: no latency calibration for this board's core (qetool calibrate)"
+    return (f"{rep['latency_instructions']:,} instructions, {rep['latency_ms']:,.1f} ms "
+            f"({rep['latency_note']})")
 
 
-def measured_text(m: D.Measured | None, clock_hz: int) -> str:
+def measured_text(m: D.Profiled | None, clock_hz: int) -> str:
     """The measured latency of one inference, for the summary."""
     if m is None:
         return "not profiled (qetool profile BUILD --emulator -o BUILD/profile.json)"
@@ -174,7 +181,7 @@ def summary_rows(r: ReportInputs) -> list[list[str]]:
             ["model", f"{r.build.name}, hash {rep['model_hash']}, "
                       f"{'imported .tflite' if r.build.imported else 'arch.json'}, "
                       f"{len(r.latency.rows)} layers, {sum(l.macs for l in r.latency.rows):,} MACs"],
-            ["latency, estimated", ESTIMATE_NOTE],
+            ["latency, estimated", estimate_text(rep)],
             ["latency, measured", measured_text(r.measured, b.clock_hz)]]
 
 
@@ -215,7 +222,8 @@ def page(r: ReportInputs, figs: Figures) -> str:
              "<h2>QBR: bits, SRAM and Flash per block</h2>",
              _figure(figs.qbr, "QBR figure",
                      "Bars: bit widths, peak SRAM (largest live arena total over the steps), Flash; "
-                     "dashed: the board's budgets" + ("; last panel: measured latency" if lat.unit else "")),
+                     "dashed: the board's budgets" + (f"; last panel: {r.qbr.latency_kind} latency"
+                                                      if r.qbr.latency_unit else "")),
              "<h2>The arena over time</h2>",
              _figure(figs.arena, "memory plan Gantt chart",
                      f"Arena {rep['arena_bytes']:,} B. Shaded: the peak step "
@@ -223,19 +231,25 @@ def page(r: ReportInputs, figs: Figures) -> str:
              "<h2>Latency per layer</h2>"]
     if figs.latency is not None:
         parts.append(_figure(figs.latency, "latency per layer",
-                             f"Measured {unit} per layer (bars) and per MAC (dots); "
-                             f"{measured_text(r.measured, lat.clock_hz)}."))
+                             "Bars: measured per layer where profiled, the latency model's estimate "
+                             f"beside it; dots: per MAC. Measured: {measured_text(r.measured, lat.clock_hz)}. "
+                             f"Estimated: {estimate_text(rep)}."))
     else:
         parts.append(f'<p class="note">Measured: {_esc(measured_text(r.measured, lat.clock_hz))}. '
-                     f"Estimated: {ESTIMATE_NOTE}.</p>")
+                     f"Estimated: {_esc(estimate_text(rep))}.</p>")
     parts += ["<h2>Bit widths</h2>",
               _figure(figs.bits, "bits histogram", "Share of the weights and of the activation values "
                       "at each width; the labels are counts.")]
+    if figs.history is not None or figs.pareto is not None:
+        parts.append("<h2>Search</h2>")
     if figs.history is not None:
-        parts += ["<h2>Search</h2>",
-                  _figure(figs.history, "search history",
-                          f"Best QE-score over {r.history.iterations[-1]:,} iterations: "
-                          f"{r.history.best_qe[-1]:.6f}.")]
+        parts.append(_figure(figs.history, "search history",
+                             f"Best QE-score over {r.history.iterations[-1]:,} iterations: "
+                             f"{r.history.best_qe[-1]:.6f}."))
+    if figs.pareto is not None:
+        parts.append(_figure(figs.pareto, "Pareto front",
+                             f"The final population's {len(r.pareto)} networks that no other beats on "
+                             "both QE-score and estimated latency."))
     total_params = sum(row["params"] for row in rep["layers"])
     parts += ["<h2>Layers</h2>",
               _table(["layer", "op", "bits", "params", "weights B", "channel B", "arena slice",
@@ -251,9 +265,9 @@ def page(r: ReportInputs, figs: Figures) -> str:
 
 
 def write_report(build_dir: str | Path, out: str | Path, profile: str | Path | None = None,
-                 history: str | Path | None = None) -> ReportInputs:
+                 history: str | Path | None = None, pareto: str | Path | None = None) -> ReportInputs:
     """Gather, draw and write the page to `out` (atomically). Returns what it showed."""
-    r = gather(build_dir, profile, history)
+    r = gather(build_dir, profile, history, pareto)
     write_text(out, page(r, draw(r)))
     return r
 

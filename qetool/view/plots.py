@@ -128,7 +128,7 @@ def qbr_figure(d: QbrData) -> Figure:
         ax.bar(x, [r.latency or 0 for r in d.rows], 0.7, color=_LAT)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:,.1f}"))
         ax.set_ylabel(f"M {d.latency_unit}")
-        ax.set_title(f"latency per block (measured {d.latency_unit})")
+        ax.set_title(f"latency per block ({d.latency_kind} {d.latency_unit})")
     axes[-1].set_xticks(x, names, rotation=90)
     axes[-1].set_xlim(-0.6, n - 0.4)
     return fig
@@ -179,7 +179,8 @@ def arena_figure(d: ArenaData, title: str) -> Figure:
 
 
 def latency_figure(d: LatencyData, title: str) -> Figure:
-    """Measured count per layer (bars) with the count per MAC (dots, right axis)."""
+    """Per layer the measured count (bars, coloured by op) and the latency model's estimate
+    (hollow bars beside them), with the count per MAC (dots, right axis)."""
     n = len(d.rows)
     fig = Figure(figsize=(WIDTH_IN, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -187,17 +188,28 @@ def latency_figure(d: LatencyData, title: str) -> Figure:
     ops = sorted({r.op for r in d.rows})
     colors = matplotlib.colormaps["tab10"].colors
     color = {op: colors[i % len(colors)] for i, op in enumerate(ops)}
-    ax.bar(range(n), [r.measured or 0 for r in d.rows], 0.75, color=[color[r.op] for r in d.rows])
+    both = d.unit is not None and d.has_estimate
+    width = 0.4 if both else 0.75
+    handles = [Patch(color=color[op], label=op) for op in ops]
+    if d.unit is not None:
+        ax.bar([i - (0.2 if both else 0) for i in range(n)], [r.measured or 0 for r in d.rows], width,
+               color=[color[r.op] for r in d.rows])
+    if d.has_estimate:
+        ax.bar([i + (0.2 if both else 0) for i in range(n)], [r.estimated for r in d.rows], width,
+               facecolor="none" if both else "#bbbbbb", edgecolor="black", linewidth=0.6)
+        handles.append(Patch(facecolor="none" if both else "#bbbbbb", edgecolor="black",
+                             label="estimate (instructions)"))
+    unit = d.unit or "instructions (estimate)"
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1e6:,.1f}"))
-    ax.set_ylabel(f"M {d.unit}")
+    ax.set_ylabel(f"M {unit}")
     per = ax.twinx()
-    pts = [(i, r.measured / r.macs) for i, r in enumerate(d.rows) if r.macs and r.measured]
+    pts = [(i, (r.measured if d.unit else r.estimated) / r.macs) for i, r in enumerate(d.rows)
+           if r.macs and (r.measured if d.unit else r.estimated)]
     per.plot([p[0] for p in pts], [p[1] for p in pts], "o", color="black", markersize=3)
-    per.set_ylabel(f"{d.unit} per MAC")
+    per.set_ylabel(f"{unit} per MAC")
     per.set_ylim(0, max([p[1] for p in pts] + [1.0]) * 1.1)
     per.spines["right"].set_visible(True)
-    ax.legend(handles=[Patch(color=color[op], label=op) for op in ops], loc="upper right",
-              frameon=False, ncols=len(ops))
+    ax.legend(handles=handles, loc="upper right", frameon=False, ncols=len(handles))
     labels = [r.name for r in d.rows] if n <= 80 else [r.name if i % (n // 60 + 1) == 0 else ""
                                                       for i, r in enumerate(d.rows)]
     ax.set_xticks(range(n), labels, rotation=90, fontsize=7)
@@ -235,4 +247,23 @@ def history_figure(h: SearchHistory, title: str) -> Figure:
     ax.set_xlabel("iterations")
     ax.set_ylabel("best QE-score")
     ax.grid(alpha=0.3)
+    return fig
+
+
+def pareto_figure(points: list[tuple[float, float]], reference: tuple[float, float] | None,
+                  title: str) -> Figure:
+    """QE-score against latency in ms: a search's Pareto front (a line of points) and a
+    reference network (a star)."""
+    fig = Figure(figsize=(WIDTH_IN, 5.0), layout="constrained")
+    ax = fig.subplots()
+    fig.suptitle(title)
+    ax.step([p[0] for p in points], [p[1] for p in points], where="post", color=_BITS_A, marker="o",
+            markersize=4, label="searched networks (Pareto front)")
+    if reference is not None:
+        ax.plot(*reference, marker="*", markersize=14, color=_BUDGET, linestyle="none",
+                label="the paper's Table 1 network")
+    ax.set_xlabel("latency per picture (ms, estimate)")
+    ax.set_ylabel("QE-score")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", frameon=False)
     return fig
