@@ -42,22 +42,29 @@ class Steps:
 
 
 @lru_cache(maxsize=None)
+def _scratch(g: Geom) -> tuple[int, ...]:
+    """The scratch bytes of instance `g`'s layers (no bits change them)."""
+    h, cin, btn, cout, k, s = g
+    ho, p = out_size(h, s), k // 2
+    if btn == 0:
+        return (scratch_bytes("conv", k, cin, h, h, (p, p, p, p)),)
+    return (scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD), scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p)),
+            scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD))
+
+
 def steps(g: Geom, a: int, an: int) -> Steps:
-    """Instance `g`'s steps with its own bits_a = a and the next block's an (docs/memory.md)."""
+    """Instance `g`'s steps with its own bits_a = a and the next block's an (docs/memory.md);
+    not cached: sram_table and the latency model keep what they need of it."""
     h, cin, btn, cout, k, s = g
     ho = out_size(h, s)
-    p = k // 2
     y = act_bytes(ho, ho, cout, an)
+    sc = _scratch(g)
     if btn == 0:
-        sc = scratch_bytes("conv", k, cin, h, h, (p, p, p, p))
-        return Steps((act_bytes(h, h, cin, a) + y + sc,), (sc,))
+        return Steps((act_bytes(h, h, cin, a) + y + sc[0],), sc)
     x = act_bytes(h, h, cin, a)
     e = act_bytes(h, h, btn, a)
     keep = x if is_residual(g) else 0
-    se = scratch_bytes("conv1x1", 1, cin, h, h, _NO_PAD)
-    sd = scratch_bytes("dwconv", k, btn, h, h, (p, p, p, p))
-    sp = scratch_bytes("conv1x1", 1, btn, ho, ho, _NO_PAD)
-    return Steps((x + e + se, keep + e + sd, keep + e + y + sp), (se, sd, sp))
+    return Steps((x + e + sc[0], keep + e + sc[1], keep + e + y + sc[2]), sc)
 
 
 @lru_cache(maxsize=None)

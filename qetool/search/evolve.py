@@ -48,14 +48,13 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A scored, refined genome: QE-score, model Flash and peak SRAM in bytes, MACs, and the
-    latency model's instructions (None: not computed)."""
+    """A scored, refined genome: QE-score, model Flash and peak SRAM in bytes, and the latency
+    model's instructions (None: not computed)."""
 
     genome: Genome
     qe_score: float
     flash_bytes: int
     peak_sram_bytes: int
-    macs: int = 0
     latency: float | None = None
 
     @cached_property
@@ -97,17 +96,22 @@ def genome_score(genome: Genome) -> float:
     return score.qe_from_terms(terms)
 
 
+def genome_macs(geoms: list, num_classes: int) -> int:
+    """Multiply-accumulates of a candidate from its block geometries (the compiler's count)."""
+    h, _, _, cout, _, s = geoms[-1]
+    return sum(cost.block_macs(g) for g in geoms) + cost.head_macs(out_size(h, s), cout, num_classes)
+
+
 def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate | None:
     """Block and MAC budgets, QBR, then score; None when the candidate cannot fit the budgets
     (the latency budget is checked by Evolution, only for candidates that would be kept)."""
     geoms = space.instances(genome, cfg.resolution)
     if cfg.max_blocks is not None and len(geoms) - 1 > cfg.max_blocks:
         return None
+    if cfg.max_macs is not None and genome_macs(geoms, cfg.num_classes) > cfg.max_macs:
+        return None
     h, _, _, cout, _, s = geoms[-1]
     last_h = out_size(h, s)
-    macs = sum(cost.block_macs(g) for g in geoms) + cost.head_macs(last_h, cout, cfg.num_classes)
-    if cfg.max_macs is not None and macs > cfg.max_macs:
-        return None
     ba, bw = space.flat_bits(genome)
     fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1, cfg.core)
     refined = qbr.refine(geoms, ba, bw, cfg.sram_budget, cfg.flash_budget, fixed,
@@ -115,7 +119,7 @@ def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate
     if refined is None:
         return None
     child = space.with_flat_bits(genome, refined.bits_a, refined.bits_w)
-    return Candidate(child, genome_score(child), refined.flash_bytes, refined.peak_sram_bytes, macs)
+    return Candidate(child, genome_score(child), refined.flash_bytes, refined.peak_sram_bytes)
 
 
 class Evolution:

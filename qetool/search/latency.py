@@ -175,7 +175,7 @@ def estimate(arch: Arch, board: Board | None) -> Estimate | None:
         note = f"estimate from {model.board}'s cycle calibration at {board.clock_hz / 1e6:.0f} MHz"
     else:
         note = (f"estimate: {model.board}'s instruction model at {board.clock_hz / 1e6:.0f} MHz x "
-                f"{board.cycles_per_instruction:g} cycles per instruction")
+                f"{board.cycles_per_instruction:.2f} cycles per instruction")
     return Estimate(per, blocks, total, to_ms(model, total, board), note)
 
 
@@ -193,12 +193,9 @@ class SearchLatency:
         self._heads: dict[tuple, float] = {}
 
     def _block(self, g: tuple, a: int, w: int, an: int, signed_in: bool) -> tuple:
-        """Cached per block and bits: (fixed cost, its room-dependent layers as [shape, step
-        total less scratch, words of a sub-tile, words of a weight row, {config: cost}])."""
-        key = (g, a, w, an, signed_in)
-        hit = self._blocks.get(key)
-        if hit is not None:
-            return hit
+        """Build the cache entry of a block and its bits: (fixed cost, its room-dependent layers
+        as [shape, step total less scratch, words of a sub-tile, words of a weight row,
+        {config: cost}])."""
         h, cin, btn, cout, k, s = g
         ho, p = out_size(h, s), k // 2
         pad = (p, p, p, p)
@@ -216,16 +213,17 @@ class SearchLatency:
         for shape, step in tiled:
             pairs = 2 * -(-(shape.kernel * shape.kernel * shape.cin) // 4)
             layers.append((shape, t.totals[step] - t.scratch[step], pairs * CONV1X1_TILE, pairs, {}))
-        hit = self._blocks[key] = (fixed, tuple(layers))
+        hit = self._blocks[(g, a, w, an, signed_in)] = (fixed, tuple(layers))
         return hit
 
     def network(self, geoms: list, ba: list[int], bw: list[int], arena: int, classes: int) -> float:
         """Instructions of a candidate: its block instances (stem first), the head, the
         per-network terms."""
         total = 0.0
-        nxt = ba[1:] + [HEAD_BITS]
-        for i, (g, a, w, an) in enumerate(zip(geoms, ba, bw, nxt)):
-            fixed, tiled = self._block(g, a, w, an, i > 1)
+        blocks = self._blocks
+        for i, (g, a, w, an) in enumerate(zip(geoms, ba, bw, ba[1:] + [HEAD_BITS])):
+            hit = blocks.get((g, a, w, an, i > 1))
+            fixed, tiled = hit if hit is not None else self._block(g, a, w, an, i > 1)
             total += fixed
             for shape, live, sub, pairs, costs in tiled:
                 words = (arena - live) // 4  # the room in words

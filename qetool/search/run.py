@@ -12,7 +12,8 @@ from qetool.device.boards import Board
 from qetool.errors import QetoolError
 from qetool.fileio import write_text
 from qetool.search import space
-from qetool.search.evolve import Candidate, Evolution, SearchConfig, SearchResult, pareto_front
+from qetool.search.evolve import (Candidate, Evolution, SearchConfig, SearchResult, genome_macs,
+                                  pareto_front)
 from qetool.search.history import PARETO_FORMAT
 from qetool.search.latency import LatencyModel, SearchLatency, board_latency, to_ms
 
@@ -70,7 +71,8 @@ def write_pareto(path: str, result: SearchResult, cfg: SearchConfig, board: Boar
     doc = {"format": PARETO_FORMAT, "board": board.name, "seed": cfg.seed,
            "iterations": result.iterations_done,
            "points": [{"qe_score": c.qe_score, "latency_instructions": round(c.latency),
-                       "latency_ms": round(to_ms(timer.model, c.latency, board), 3), "macs": c.macs,
+                       "latency_ms": round(to_ms(timer.model, c.latency, board), 3),
+                       "macs": genome_macs(space.instances(c.genome, cfg.resolution), cfg.num_classes),
                        "blocks": len(space.instances(c.genome, cfg.resolution)) - 1,
                        "flash_bytes": c.flash_bytes, "peak_sram_bytes": c.peak_sram_bytes,
                        "arch": to_dict(space.to_arch(c.genome, cfg.resolution, cfg.num_classes))}
@@ -110,7 +112,8 @@ def search_command(board: str | None, board_file: str | None, sram: int | None, 
     lines.append(f"{state} after {result.iterations_done:,} iterations "
                  f"({result.accepted:,} accepted): QE-score {best.qe_score:.6f}, "
                  f"Flash {best.flash_bytes:,} B of {cfg.flash_budget:,}, "
-                 f"SRAM {best.peak_sram_bytes:,} B of {cfg.sram_budget:,}, {best.macs:,} MACs -> {output}")
+                 f"SRAM {best.peak_sram_bytes:,} B of {cfg.sram_budget:,}, "
+                 f"{genome_macs(space.instances(best.genome, resolution), classes):,} MACs -> {output}")
     if timer is not None:
         t = latency_of(timer, best, cfg)
         budget = f" of {ms:,.0f} ms" if ms else ""

@@ -262,6 +262,8 @@ def pareto_figure(points: list[tuple[float, float]], reference: tuple[float, flo
     if reference is not None:
         ax.plot(*reference, marker="*", markersize=14, color=_BUDGET, linestyle="none",
                 label="the paper's Table 1 network")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("latency per picture (ms, estimate)")
     ax.set_ylabel("QE-score")
     ax.grid(alpha=0.3)
