@@ -18,7 +18,7 @@ import heapq
 import random
 import zlib
 from array import array
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Callable
 
@@ -48,14 +48,15 @@ class SearchConfig:
 
 @dataclass(frozen=True)
 class Candidate:
-    """A scored, refined genome: QE-score, model Flash and peak SRAM in bytes, and the latency
-    model's instructions (None: not computed)."""
+    """A scored, refined genome: QE-score, model Flash and peak SRAM in bytes, the latency
+    model's instructions (None: not computed), and its block geometries (kept for timing)."""
 
     genome: Genome
     qe_score: float
     flash_bytes: int
     peak_sram_bytes: int
     latency: float | None = None
+    geoms: tuple = field(default=(), repr=False, compare=False)
 
     @cached_property
     def key(self) -> tuple[float, int, int]:
@@ -119,7 +120,8 @@ def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate
     if refined is None:
         return None
     child = space.with_flat_bits(genome, refined.bits_a, refined.bits_w)
-    return Candidate(child, genome_score(child), refined.flash_bytes, refined.peak_sram_bytes)
+    return Candidate(child, genome_score(child), refined.flash_bytes, refined.peak_sram_bytes,
+                     geoms=tuple(geoms))
 
 
 class Evolution:
@@ -150,8 +152,7 @@ class Evolution:
         if not self.timed:
             return c
         cfg = self.cfg
-        t = self.latency.network(space.instances(c.genome, cfg.resolution),
-                                 *space.flat_bits(c.genome), c.peak_sram_bytes, cfg.num_classes)
+        t = self.latency.network(c.geoms, *space.flat_bits(c.genome), c.peak_sram_bytes, cfg.num_classes)
         if cfg.latency_budget is not None and t > cfg.latency_budget:
             return None
         return replace(c, latency=t)

@@ -182,10 +182,11 @@ def estimate(arch: Arch, board: Board | None) -> Estimate | None:
 class SearchLatency:
     """The latency model in the search's closed form: a candidate's instructions from its block
     geometries (search/cost.Geom), bits and arena, equal to LatencyModel.network(layer_shapes(
-    arch)) (a test proves it). Per block and bits the room-independent layers are cached; the
-    1x1 and stem layers, whose tiles grow with their room (arena - live total of their step +
-    their scratch), are cached per tile configuration, so a candidate costs a few lookups a
-    block."""
+    arch)) (a test proves it). Per block and bits the cache holds the block's cost when every
+    layer has room for the most tiles, and the smallest arena that gives it that room; a block
+    with less room (near the arena's peak) costs its 1x1 and stem layers per tile configuration
+    (each tile count and whether two rows fit: their room is arena - live total of their step +
+    their scratch), also cached."""
 
     def __init__(self, model: LatencyModel):
         self.model = model
@@ -193,9 +194,9 @@ class SearchLatency:
         self._heads: dict[tuple, float] = {}
 
     def _block(self, g: tuple, a: int, w: int, an: int, signed_in: bool) -> tuple:
-        """Build the cache entry of a block and its bits: (fixed cost, its room-dependent layers
-        as [shape, step total less scratch, words of a sub-tile, words of a weight row,
-        {config: cost}])."""
+        """Build the cache entry of a block and its bits: (cost with the most tiles everywhere,
+        the smallest arena that gives it, fixed cost, its room-dependent layers as [shape, step
+        total less scratch, words of a sub-tile, words of a weight row, {config: cost}])."""
         h, cin, btn, cout, k, s = g
         ho, p = out_size(h, s), k // 2
         pad = (p, p, p, p)
@@ -209,11 +210,16 @@ class SearchLatency:
                      (LayerShape("conv1x1", 1, 1, btn, cout, ho, ho, ho, ho, _NO_PAD, a, w, an, res, False, 0), 2)]
             fixed = self.model.layer(LayerShape("dwconv", k, s, btn, btn, h, h, ho, ho, pad, a, w, a, 0,
                                                 False, 0))
-        layers = []
+        layers, full, enough = [], fixed, 0
         for shape, step in tiled:
             pairs = 2 * -(-(shape.kernel * shape.kernel * shape.cin) // 4)
-            layers.append((shape, t.totals[step] - t.scratch[step], pairs * CONV1X1_TILE, pairs, {}))
-        hit = self._blocks[(g, a, w, an, signed_in)] = (fixed, tuple(layers))
+            sub, live = pairs * CONV1X1_TILE, t.totals[step] - t.scratch[step]
+            room = 4 * (2 * pairs + SUBTILES * sub)  # the most tiles, two rows a pass
+            cost = self.model.layer(replace(shape, room=room))
+            layers.append((shape, live, sub, pairs, {(SUBTILES, SUBTILES): cost}))
+            full += cost
+            enough = max(enough, live + room)
+        hit = self._blocks[(g, a, w, an, signed_in)] = (full, enough, fixed, tuple(layers))
         return hit
 
     def network(self, geoms: list, ba: list[int], bw: list[int], arena: int, classes: int) -> float:
@@ -223,7 +229,10 @@ class SearchLatency:
         blocks = self._blocks
         for i, (g, a, w, an) in enumerate(zip(geoms, ba, bw, ba[1:] + [HEAD_BITS])):
             hit = blocks.get((g, a, w, an, i > 1))
-            fixed, tiled = hit if hit is not None else self._block(g, a, w, an, i > 1)
+            full, enough, fixed, tiled = hit if hit is not None else self._block(g, a, w, an, i > 1)
+            if arena >= enough:
+                total += full
+                continue
             total += fixed
             for shape, live, sub, pairs, costs in tiled:
                 words = (arena - live) // 4  # the room in words
