@@ -149,8 +149,8 @@ def _use(used: int, budget: int | None, limit: int) -> list[str]:
     def share(of: int) -> str:
         return f"{100 * used / of:.1f} %" + (" OVER" if used > of else "")
 
-    return [f"{used:,} B ({fmt_size(used)})", f"{budget:,} B" if budget else "-",
-            share(budget) if budget else "-", f"{limit:,} B", share(limit)]
+    return [f"{used:,} B ({fmt_size(used)})", f"{budget:,} B" if budget else "",
+            share(budget) if budget else "", f"{limit:,} B", share(limit)]
 
 
 def estimate_text(rep: dict) -> str:

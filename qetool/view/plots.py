@@ -151,7 +151,8 @@ def arena_figure(d: ArenaData, title: str) -> Figure:
             style = dict(facecolor=colors[k % len(colors)], edgecolor="white", linewidth=0.6)
             k += 1
         top.bar(b.first - 0.5, _kb(b.size), b.last - b.first + 1, _kb(b.offset), align="edge", **style)
-        if not b.scratch and b.size >= 0.08 * d.arena_bytes and b.last - b.first >= 1:
+        wide = (b.last - b.first + 1) / n * WIDTH_IN * DPI >= 6 * len(b.label)  # px for its name
+        if not b.scratch and b.size >= 0.08 * d.arena_bytes and wide:
             top.text((b.first + b.last) / 2, _kb(b.offset + b.size / 2), b.label, ha="center",
                      va="center", fontsize=7, clip_on=True)
     peak = d.peak_step
