@@ -97,8 +97,9 @@ def search(board, board_file, sram, flash, resolution, classes, population, iter
 
     for line in search_command(board, board_file, sram, flash, resolution, classes, population,
                                iterations, seed, output, history, latency_ms, no_latency_budget,
-                               macs, max_blocks, pareto):
-        click.echo(line, err=line.startswith("warning: "))
+                               macs, max_blocks, pareto,
+                               warn=lambda text: click.echo(f"warning: {text}", err=True)):
+        click.echo(line)
 
 
 @cli.command()
@@ -267,7 +268,7 @@ def flash(build_dir, tool, dry_run):
 @_target_options
 @click.option("--tool", type=click.Choice(["openocd", "st-flash", "pyocd"]),
               help="With --port: the flashing tool for each probe (default: the first installed).")
-@click.option("--probes", type=click.IntRange(8), default=48, show_default=True,
+@click.option("--probes", type=click.IntRange(8), default=64, show_default=True,
               help="Probe networks to build and count.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed of the probe networks.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),

@@ -4,6 +4,7 @@ timed) and rate; the best QE-score is also kept as the search's history."""
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -85,15 +86,17 @@ def search_command(board: str | None, board_file: str | None, sram: int | None, 
                    resolution: int, classes: int, population: int, iterations: int, seed: int,
                    output: str, history: str | None, latency_ms: float | None,
                    no_latency_budget: bool, macs: int | None, max_blocks: int | None,
-                   pareto: str | None) -> list[str]:
-    """`qetool search`: budgets from the board and the options, the search, its outputs; the
-    lines to print (warnings first)."""
+                   pareto: str | None, warn: Callable[[str], None]) -> list[str]:
+    """`qetool search`: budgets from the board and the options (`warn` is told, before the
+    search, of a budget beyond the board), the search, its outputs; the lines to print."""
     from qetool.arch import save
     from qetool.device.boards import choose_board
     from qetool.search.history import write_history
 
     b = choose_board(board, board_file)
-    lines = [f"warning: {line}" for line in b.over_physical(sram or 0, flash or 0)]
+    for line in b.over_physical(sram or 0, flash or 0):
+        warn(line)
+    lines = []
     ms = None if no_latency_budget else latency_ms or b.latency_budget_ms
     model = board_latency(b)
     cfg = SearchConfig(sram_budget=sram or b.budget_sram_bytes,
