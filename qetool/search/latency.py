@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from qetool.arch import HEAD_BITS, Arch, layers, out_size, tensors
+from qetool.arch import HEAD_BITS, Arch, blocks, layers, out_size, tensors
 from qetool.compiler.kernels import CONV1X1_TILE, REGISTRY, SUBTILES, LayerShape
 from qetool.compiler.plan import timeline
 from qetool.device.boards import Board, board_names
@@ -161,22 +161,27 @@ class Estimate:
     note: str
 
 
+def per_block(arch: Arch, per_layer: list) -> list:
+    """Per-layer values (in execution order) summed per block: stem, b1, ..., then the head
+    (block index len(blocks))."""
+    out = [0] * (len(blocks(arch)) + 1)
+    for layer, v in zip(layers(arch), per_layer):
+        out[layer.block] += v
+    return out
+
+
 def estimate(arch: Arch, board: Board | None) -> Estimate | None:
     """The board's estimate of `arch`; None without a board or a calibration for its core."""
     model = board_latency(board) if board else None
     if model is None:
         return None
-    shapes = layer_shapes(arch)
-    per, total = model.network(shapes)
-    blocks = [0.0] * (max(layer.block for layer in layers(arch)) + 1)
-    for layer, t in zip(layers(arch), per):
-        blocks[layer.block] += t
+    per, total = model.network(layer_shapes(arch))
     if model.counter == "cycles":
         note = f"estimate from {model.board}'s cycle calibration at {board.clock_hz / 1e6:.0f} MHz"
     else:
         note = (f"estimate: {model.board}'s instruction model at {board.clock_hz / 1e6:.0f} MHz x "
                 f"{board.cycles_per_instruction:.2f} cycles per instruction")
-    return Estimate(per, blocks, total, to_ms(model, total, board), note)
+    return Estimate(per, per_block(arch, per), total, to_ms(model, total, board), note)
 
 
 class SearchLatency:
@@ -226,9 +231,9 @@ class SearchLatency:
         """Instructions of a candidate: its block instances (stem first), the head, the
         per-network terms."""
         total = 0.0
-        blocks = self._blocks
+        cache = self._blocks
         for i, (g, a, w, an) in enumerate(zip(geoms, ba, bw, ba[1:] + [HEAD_BITS])):
-            hit = blocks.get((g, a, w, an, i > 1))
+            hit = cache.get((g, a, w, an, i > 1))
             full, enough, fixed, tiled = hit if hit is not None else self._block(g, a, w, an, i > 1)
             if arena >= enough:
                 total += full

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qetool import arch as A
 from qetool.compiler.ir_plan import GraphPlan
 from qetool.compiler.program import Program
 from qetool.errors import QetoolError
@@ -147,13 +146,6 @@ def bits_of_program(prog: Program) -> BitsData:
     return BitsData(weights, acts)
 
 
-def block_latency(arch: A.Arch, counts: dict[str, int]) -> list[int]:
-    """Per block (stem, b1, ...) and then the head (block index len(blocks)): the sum of its
-    layers' counts."""
-    out = [0] * (len(A.blocks(arch)) + 1)
-    for layer in A.layers(arch):
-        out[layer.block] += counts[layer.id]
-    return out
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ import html
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from qetool import arch as A
 from qetool.device.builddir import BuildDir
 from qetool.fileio import read_json, write_text
 from qetool.search.history import SearchHistory, load_history, load_pareto
+from qetool.search.latency import per_block
 from qetool.search.summary import score_report
 from qetool.table import is_number, render
 from qetool.units import fmt_size
@@ -87,7 +89,7 @@ def gather(build_dir: str | Path, profile: str | Path | None = None,
         if counts:
             qbr = D.QbrData(qbr.title, tuple(
                 D.QbrRow(r.name, r.bits_a, r.bits_w, r.flash_bytes, r.peak_sram_bytes, t)
-                for r, t in zip(qbr.rows, D.block_latency(arch, counts))),
+                for r, t in zip(qbr.rows, per_block(arch, [counts[layer.id] for layer in A.layers(arch)]))),
                 qbr.code_bytes, qbr.sram_budget, qbr.flash_budget, measured.unit, "measured")
     latency = D.LatencyData(tuple(D.LatencyRow(l.id, l.op, l.macs, counts[l.id] if counts else None,
                                                r.get("latency_instructions"))
