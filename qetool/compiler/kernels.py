@@ -141,7 +141,7 @@ def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
     npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
     sub = pairs * CONV1X1_TILE
     tiles = max(1, subtiles(s.room, sub, pairs))
-    two = s.cout > 1 and subtiles(s.room, sub, 2 * pairs) == tiles
+    two = s.cout > 1 and subtiles(s.room, sub + 2 * CONV1X1_TILE, 2 * pairs) == tiles
     nib = s.bits_w == 4 and s.cin % 8 == 0
     w8 = s.bits_w == 8 and s.cin % 4 == 0
     t = _tile_terms("c1", npx, s.cin, s.cout, s.bits_w, s.bits_out, s.bits_res, tiles, two, nib, w8)
@@ -234,6 +234,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot8_w8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
+            "outputs_bits",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
