@@ -27,8 +27,9 @@ def dw_weight_words(kernel: int) -> int:
 
 
 def _conv_scratch(kernel: int, cin: int, h: int, w: int, pad: tuple[int, int, int, int]) -> int:
-    """One output pixel's receptive field as int16 pairs: 2 * ceil4(k * k * Cin)."""
-    return 2 * _ceil4(kernel * kernel * cin)
+    """One tile of T = CONV1X1_TILE output pixels' receptive fields and one weight row as int16
+    pairs: 2 * (T + 1) * ceil4(k * k * Cin)."""
+    return 2 * (CONV1X1_TILE + 1) * _ceil4(kernel * kernel * cin)
 
 
 def _conv1x1_scratch(kernel: int, cin: int, h: int, w: int, pad: tuple[int, int, int, int]) -> int:
@@ -117,18 +118,19 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
         t[f"{pre}.res"] = npx * cout
     both = 2 * (cout // 2) if two else 0
     rest = cout - both
-    unpacked = both + (0 if w8 else rest)
+    direct = w8 or nib  # one channel a pass, 8- and 4-bit rows are read straight from Flash
+    unpacked = both + (0 if direct else rest)
     if unpacked:
         t[f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"] = groups * unpacked * pairs
-    if rest and not w8:  # rows unpacked one channel a pass
+    if rest and not direct:  # rows unpacked one channel a pass
         t[f"{pre}.row1"] = groups * rest * pairs
     if both:
         halves = _ceil(npx, CONV1X1_TILE // 2)
         t[f"{pre}.dot2x4"] = both // 2 * halves * pairs
         t[f"{pre}.dot2x4.call"] = both // 2 * halves
     if rest:
-        short = 1 if tail < CONV1X1_TILE // 2 and not w8 else 0
-        kind = "dot8w8" if w8 else "dot8"
+        short = 1 if tail < CONV1X1_TILE // 2 and not direct else 0
+        kind = "dot8w8" if w8 else "dot8w4" if nib else "dot8"
         t[f"{pre}.{kind}"] = rest * (subs - short) * pairs
         t[f"{pre}.{kind}.call"] = rest * (subs - short)
         if short:
@@ -153,19 +155,13 @@ def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
 
 
 def _conv_terms(s: LayerShape) -> dict[str, float]:
-    """The stem: each output pixel's receptive field gathered (per tap, byte codes or narrower),
-    then the tile engine when a tile fits the room (pixels past the end of the last tile gather
-    zeros), else one pixel at a time (`st.px.*`: its own terms, another loop; 8-bit weight rows
-    are read straight from Flash, narrower ones through the reader)."""
+    """The stem: each output pixel's receptive field gathered (per tap, byte codes or narrower;
+    pixels past the end of the last tile gather zeros), then the tile engine."""
     npx, taps = s.h_out * s.w_out, s.kernel * s.kernel * s.cin
     pairs = 2 * _ceil(taps, 4)
-    tiles = subtiles(s.room, pairs * CONV1X1_TILE, pairs)
-    gather = f"gather.{_width(s.bits_in)}"
-    if tiles == 0:
-        return {"st.px.layer": 1, f"st.px.{gather}": npx * taps,
-                f"st.px.mac.{_width(s.bits_w)}": npx * s.cout * pairs, "st.px.out": npx * s.cout}
+    tiles = max(1, subtiles(s.room, pairs * CONV1X1_TILE, pairs))
     padded = _ceil(npx, CONV1X1_TILE * tiles) * CONV1X1_TILE * tiles
-    t = {"st.layer": 1, f"st.{gather}": padded * taps}
+    t = {"st.layer": 1, f"st.gather.{_width(s.bits_in)}": padded * taps}
     t.update(_tile_terms("st", npx, taps, s.cout, s.bits_w, s.bits_out, 0, tiles, False, False, False))
     del t["st.row1"]  # every stem row is unpacked one channel a pass: the same count as st.row.*
     return t
@@ -230,11 +226,11 @@ class Kernel:
 
 
 REGISTRY: dict[str, Kernel] = {k.op: k for k in (
-    Kernel("conv", "conv_hwc", ("gather", "conv_pixels"), "OHWI", None, None, False, _conv_scratch,
+    Kernel("conv", "conv_hwc", ("gather",), "OHWI", None, None, False, _conv_scratch,
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
-           ("dot8", "dot8_w8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
-            "outputs_bits",
+           ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
+            "outputs_bits", "bytes_tail",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
