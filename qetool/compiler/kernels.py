@@ -129,8 +129,12 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
         t[f"{pre}.dot2x4"] = both // 2 * halves * pairs
         t[f"{pre}.dot2x4.call"] = both // 2 * halves
     if rest:
-        short = 1 if tail < CONV1X1_TILE // 2 and not direct else 0
+        short = 1 if tail < CONV1X1_TILE // 2 else 0
         kind = "dot8w8" if w8 else "dot8w4" if nib else "dot8"
+        if short and direct:  # the tail's rows are unpacked, one channel a pass
+            key = f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"
+            t[key] = t.get(key, 0) + rest * pairs
+            t[f"{pre}.row1"] = rest * pairs
         t[f"{pre}.{kind}"] = rest * (subs - short) * pairs
         t[f"{pre}.{kind}.call"] = rest * (subs - short)
         if short:
@@ -230,7 +234,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
-            "outputs_bits", "bytes_tail",
+            "outputs_bits", "outputs_res", "bytes_tail",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
