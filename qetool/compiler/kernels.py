@@ -27,9 +27,11 @@ def dw_weight_words(kernel: int) -> int:
 
 
 def _conv_scratch(kernel: int, cin: int, h: int, w: int, pad: tuple[int, int, int, int]) -> int:
-    """One tile of T = CONV1X1_TILE output pixels' receptive fields and one weight row as int16
-    pairs: 2 * (T + 1) * ceil4(k * k * Cin)."""
-    return 2 * (CONV1X1_TILE + 1) * _ceil4(kernel * kernel * cin)
+    """A whole tile group, S = SUBTILES tiles of T = CONV1X1_TILE output pixels' receptive
+    fields, and one weight row as int16 pairs: 2 * (S * T + 1) * ceil4(k * k * Cin). The stem
+    is seldom the network's memory peak, so the group costs no arena in practice, and each
+    weight row is unpacked once per S * T pixels."""
+    return 2 * (SUBTILES * CONV1X1_TILE + 1) * _ceil4(kernel * kernel * cin)
 
 
 def _conv1x1_scratch(kernel: int, cin: int, h: int, w: int, pad: tuple[int, int, int, int]) -> int:
@@ -234,7 +236,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
-            "outputs_bits", "outputs_res", "bytes_tail",
+            "outputs_bits", "outputs2", "outputs_res", "bytes_tail",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
