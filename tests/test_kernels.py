@@ -2,7 +2,8 @@
 the host with the portable definitions of the DSP instructions: both must leave the same arena,
 outside the scratch, for every path the optimized kernels take (8-bit, nibble and generic
 weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
-short tails, tiles grown into room above the scratch, the stem's pixel and tile paths, shifts
+short tails, tiles grown into room above the scratch, two-channel passes, the byte pairs of
+4-bit codes, codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
 below and above 32, constant channels, residuals, clamps narrower than the code range). The
 reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
 run the optimized ones on the host there and in QEMU in test_emulator.py."""
@@ -29,6 +30,8 @@ from conftest import EXAMPLES
 
 RUNNER = Path(__file__).with_name("kernel_runner.c")
 KIND = {"conv1x1": 0, "dwconv": 1, "conv": 2}
+CASES = {"conv1x1": 300, "dwconv": 120, "conv": 120}
+"""Random layers per op; the 1x1 has the most paths (test_the_cases_reach_every_path)."""
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +78,9 @@ def random_layer(rng: random.Random, op: str) -> dict:
     x = nr.integers(*code_range(bx, sx), endpoint=True, size=(h, w, cin))
     wts = nr.integers(-(1 << (bw - 1)), (1 << (bw - 1)) - 1, endpoint=True,
                       size=(cout, 1 if op == "dwconv" else cin, k, k))
-    shift = np.array([rng.choice((0, 7, 20, 31, 32, 33, 40, 50)) for _ in range(cout)], np.int8)
+    shifts = (0, 7, 20, 31, 32, 33, 36, 40, 44, 50)
+    one = rng.choice(shifts) if rng.random() < 0.3 else None  # a layer's channels often share n
+    shift = np.array([one if one is not None else rng.choice(shifts) for _ in range(cout)], np.int8)
     mult = np.array([rng.choice((0, rng.randint(1, 1 << 20), rng.randint(1 << 30, (1 << 31) - 1)))
                      * rng.choice((1, -1)) for _ in range(cout)], np.int32)
     bias = nr.integers(-5000, 5000, size=cout).astype(np.int32)
@@ -103,7 +108,9 @@ def random_layer(rng: random.Random, op: str) -> dict:
               res_off | scratch_off << 16, room, len(arena))
     blob = (struct.pack("<22I", *fields) + bytes(arena) + packed + bias.tobytes() + mult.tobytes()
             + shift.tobytes() + (mres.tobytes() if residual else b""))
-    return dict(blob=blob, scratch_off=scratch_off, op=op)
+    return dict(blob=blob, scratch_off=scratch_off, op=op, cin=cin, cout=cout, h=ho, w=wo, bx=bx,
+                bw=bw, by=by, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
+                room=room - base)
 
 
 def run(exe, tmp_path, blob: bytes) -> bytes:
@@ -115,18 +122,48 @@ def run(exe, tmp_path, blob: bytes) -> bytes:
 @pytest.mark.parametrize("op", ["conv1x1", "dwconv", "conv"])
 def test_optimized_kernels_equal_the_reference(runners, tmp_path, op):
     rng = random.Random(zlib.crc32(op.encode()))
-    for i in range(120):
+    for i in range(CASES[op]):
         case = random_layer(rng, op)
         opt, ref = (run(runners[k], tmp_path, case["blob"])[:case["scratch_off"]] for k in ("opt", "ref"))
         assert opt == ref, f"{op} case {i}"
+
+
+def output_paths(case: dict) -> set[str]:
+    """The output paths of a 1x1 case (docs/kernels.md): two-channel passes with room, the
+    byte pair of 4-bit codes, codes saturated at 8 bits (n >= 40 - bits), narrower codes that
+    cross a byte, a residual at fixed bit positions, weights straight from Flash and a short
+    tail unpacked."""
+    seen = set()
+    cin, cout, by, shift = case["cin"], case["cout"], case["by"], case["shift"]
+    pairs = 2 * -(-cin // 4)
+    sub = 8 * pairs
+    tiles = min(4, (case["room"] // 4 + 9 * pairs - pairs) // sub)
+    two = cout > 1 and min(4, max(0, (case["room"] // 4 + 9 * pairs - 2 * pairs) // (sub + 16))) == tiles
+    sat = [case["full"] and n >= 40 - by for n in shift]
+    if two and not case["residual"]:
+        seen.add("two")
+        if by == 4 and cout % 2 == 0 and any(sat[o] and sat[o + 1] for o in range(0, cout - 1, 2)):
+            seen.add("pair4")
+    if by < 8 and cout * by % 8 == 0 and any(sat):
+        seen.add("sat")
+        if any((o * by) % 8 + by > 8 for o in range(cout)):
+            seen.add("wide")
+    if case["residual"] and cout * by % 8 == 0:
+        seen.add("residual lanes")
+    if not two and cin % 8 == 0 and case["bw"] in (4, 8):
+        seen.add("direct")
+        if (case["h"] * case["w"]) % 8 and (case["h"] * case["w"]) % 8 < 4:
+            seen.add("direct tail")
+    return seen
 
 
 def test_the_cases_reach_every_path():
     """The random layers above cover the paths named in the module docstring."""
     rng = random.Random(zlib.crc32(b"conv1x1"))
     seen = set()
-    for _ in range(120):
-        blob = random_layer(rng, "conv1x1")["blob"]
+    for _ in range(CASES["conv1x1"]):
+        case = random_layer(rng, "conv1x1")
+        blob = case["blob"]
         v = struct.unpack_from("<22I", blob)
         cin, bw, bx = v[3], v[11], v[10]
         seen.add(("w8" if bw == 8 and cin % 4 == 0 else "nib" if bw == 4 and cin % 8 == 0
@@ -134,5 +171,7 @@ def test_the_cases_reach_every_path():
                   "x8" if bx == 8 and cin % 4 == 0 else "x"))
         seen.add("room" if v[20] > scratch_bytes("conv1x1", 1, cin, 1, 1, (0, 0, 0, 0)) * 2 else "tight")
         seen.add("residual" if v[13] else "plain")
+        seen |= output_paths(case)
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
+    assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct tail"} <= seen
