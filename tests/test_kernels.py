@@ -131,8 +131,8 @@ def test_optimized_kernels_equal_the_reference(runners, tmp_path, op):
 def output_paths(case: dict) -> set[str]:
     """The output paths of a 1x1 case (docs/kernels.md): two-channel passes with room, the
     byte pair of 4-bit codes, codes saturated at 8 bits (n >= 40 - bits), narrower codes that
-    cross a byte, a residual at fixed bit positions, weights straight from Flash and a short
-    tail unpacked."""
+    cross a byte, a residual at fixed bit positions, weights straight from Flash (two channels a
+    pass for 4-bit codes) and a short tail unpacked."""
     seen = set()
     cin, cout, by, shift = case["cin"], case["cout"], case["by"], case["shift"]
     pairs = 2 * -(-cin // 4)
@@ -151,7 +151,7 @@ def output_paths(case: dict) -> set[str]:
     if case["residual"] and cout * by % 8 == 0:
         seen.add("residual lanes")
     if not two and cin % 8 == 0 and case["bw"] in (4, 8):
-        seen.add("direct")
+        seen.add("direct pairs" if by == 4 and cout > 1 else "direct")
         if (case["h"] * case["w"]) % 8 and (case["h"] * case["w"]) % 8 < 4:
             seen.add("direct tail")
     return seen
@@ -174,4 +174,4 @@ def test_the_cases_reach_every_path():
         seen |= output_paths(case)
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
-    assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct tail"} <= seen
+    assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct pairs", "direct tail"} <= seen

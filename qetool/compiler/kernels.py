@@ -110,26 +110,37 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
     """The tile engine's terms (1x1 and the stem's tiles): per tile group; per channel and group
     (its requantization constants and weight row); per weight pair unpacked (by the row's
     regime; rows unpacked one channel a pass cost a little more); per dot-product call and pair
-    (by kind); per output (byte codes or narrower, a residual)."""
+    (by kind); per output (byte codes, 4-bit codes paired into bytes, other narrower ones, a
+    residual)."""
     pairs = 2 * _ceil(cin, 4)
     groups = _ceil(npx, CONV1X1_TILE * tiles)
     subs = _ceil(npx, CONV1X1_TILE)
     tail = npx - CONV1X1_TILE * (subs - 1)
-    t = {f"{pre}.group": groups, f"{pre}.chan": groups * cout, f"{pre}.out.{_width(bits_out)}": npx * cout}
+    direct = w8 or nib  # without `two`, 8- and 4-bit rows are read straight from Flash
+    both = 2 * (cout // 2) if two else 0
+    flash2 = 2 * (cout // 2) if direct and not two and bits_out == 4 else 0  # two a pass, rows from Flash
+    rest = cout - both - flash2
+    paired = both + flash2 if bits_out == 4 and not bits_res else 0  # 4-bit codes, two to a byte
+    t = {f"{pre}.group": groups, f"{pre}.chan": groups * cout}
+    if cout > paired:
+        t[f"{pre}.out.{_width(bits_out)}"] = npx * (cout - paired)
+    if paired:
+        t[f"{pre}.out.nib2"] = npx * paired
     if bits_res:
         t[f"{pre}.res"] = npx * cout
-    both = 2 * (cout // 2) if two else 0
-    rest = cout - both
-    direct = w8 or nib  # one channel a pass, 8- and 4-bit rows are read straight from Flash
     unpacked = both + (0 if direct else rest)
     if unpacked:
         t[f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"] = groups * unpacked * pairs
     if rest and not direct:  # rows unpacked one channel a pass
         t[f"{pre}.row1"] = groups * rest * pairs
+    halves = _ceil(npx, CONV1X1_TILE // 2)
     if both:
-        halves = _ceil(npx, CONV1X1_TILE // 2)
         t[f"{pre}.dot2x4"] = both // 2 * halves * pairs
         t[f"{pre}.dot2x4.call"] = both // 2 * halves
+    if flash2:
+        kind2 = "dot2x4w8" if w8 else "dot2x4w4"
+        t[f"{pre}.{kind2}"] = flash2 // 2 * halves * pairs
+        t[f"{pre}.{kind2}.call"] = flash2 // 2 * halves
     if rest:
         short = 1 if tail < CONV1X1_TILE // 2 else 0
         kind = "dot8w8" if w8 else "dot8w4" if nib else "dot8"
@@ -235,7 +246,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
     Kernel("conv", "conv_hwc", ("gather",), "OHWI", None, None, False, _conv_scratch,
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
-           ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
+           ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot2x4_w8", "dot2x4_w4", "dot_tail", "unpack_tile", "unpack_row", "outputs",
             "outputs_bits", "outputs2", "outputs_res", "bytes_tail",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
