@@ -84,6 +84,8 @@ def random_layer(rng: random.Random, op: str) -> dict:
     mult = np.array([rng.choice((0, rng.randint(1, 1 << 20), rng.randint(1 << 30, (1 << 31) - 1)))
                      * rng.choice((1, -1)) for _ in range(cout)], np.int32)
     bias = nr.integers(-5000, 5000, size=cout).astype(np.int32)
+    if rng.random() < 0.2:  # the int32 extremes: a requantization's largest `round`
+        bias[nr.random(cout) < 0.5] = rng.choice((-(1 << 31) + 1, (1 << 31) - 1))
     in_b, out_b = act_bytes(h, w, cin, bx), act_bytes(ho, wo, cout, by)
     res_bits, res_signed = (rng.randint(3, 8), rng.random() < 0.5) if residual else (0, False)
     res = nr.integers(*code_range(res_bits, res_signed), endpoint=True, size=(ho, wo, cout)) if residual else None

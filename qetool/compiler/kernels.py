@@ -88,6 +88,21 @@ def subtiles(room: int, words: int, extra: int) -> int:
     return min(n, SUBTILES)
 
 
+def tile_config(room: int, pairs: int) -> tuple[int, bool]:
+    """The tile engine in `room` bytes (the scratch span) for rows of `pairs` int16 pairs: its
+    sub-tiles (at least the one the planned scratch holds) and whether two channels a pass fit,
+    which takes two rows and both channels' sums of a tile group (as conv1x1_hwc decides)."""
+    sub = pairs * CONV1X1_TILE
+    tiles = max(1, subtiles(room, sub, pairs))
+    return tiles, subtiles(room, sub + 2 * CONV1X1_TILE, 2 * pairs) == tiles
+
+
+def most_room(pairs: int) -> int:
+    """The smallest room in bytes that gives the tile engine SUBTILES sub-tiles and two channels
+    a pass (tile_config)."""
+    return 4 * (2 * pairs + SUBTILES * (pairs + 2) * CONV1X1_TILE)
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -158,9 +173,8 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
 def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
     """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime)."""
     npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
-    sub = pairs * CONV1X1_TILE
-    tiles = max(1, subtiles(s.room, sub, pairs))
-    two = s.cout > 1 and subtiles(s.room, sub + 2 * CONV1X1_TILE, 2 * pairs) == tiles
+    tiles, two = tile_config(s.room, pairs)
+    two = two and s.cout > 1
     nib = s.bits_w == 4 and s.cin % 8 == 0
     w8 = s.bits_w == 8 and s.cin % 4 == 0
     t = _tile_terms("c1", npx, s.cin, s.cout, s.bits_w, s.bits_out, s.bits_res, tiles, two, nib, w8)
@@ -210,8 +224,6 @@ def _dwconv_terms(s: LayerShape) -> dict[str, float]:
         t[f"dw.odd.{kind}"] = c * s.h_out
     if s.bits_out != 8:
         t["dw.store.bits"] = c * outs
-    if s.bits_w <= 3:  # a share of 2- and 3-bit channels get shift n < 32: the general plane
-        t[f"dw.slow.b{s.bits_w}"] = c * outs * k * k
     return t
 
 
@@ -250,7 +262,7 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
             "outputs_bits", "outputs2", "outputs_res", "bytes_tail",
             "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
-    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill"), "CHW",
+    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill", "dw_scaled"), "CHW",
            tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
     Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch, _head_terms),
 )}

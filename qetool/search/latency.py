@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qetool.arch import HEAD_BITS, Arch, blocks, layers, out_size, tensors
-from qetool.compiler.kernels import CONV1X1_TILE, REGISTRY, SUBTILES, LayerShape
+from qetool.compiler.kernels import REGISTRY, LayerShape, most_room, tile_config
 from qetool.compiler.plan import timeline
 from qetool.device.boards import Board, board_names
 from qetool.errors import QetoolError
@@ -190,8 +190,8 @@ class SearchLatency:
     arch)) (a test proves it). Per block and bits the cache holds the block's cost when every
     layer has room for the most tiles, and the smallest arena that gives it that room; a block
     with less room (near the arena's peak) costs its 1x1 and stem layers per tile configuration
-    (each tile count and whether two rows fit: their room is arena - live total of their step +
-    their scratch), also cached."""
+    (kernels.tile_config: their room is arena - live total of their step + their scratch),
+    also cached."""
 
     def __init__(self, model: LatencyModel):
         self.model = model
@@ -201,7 +201,7 @@ class SearchLatency:
     def _block(self, g: tuple, a: int, w: int, an: int, signed_in: bool) -> tuple:
         """Build the cache entry of a block and its bits: (cost with the most tiles everywhere,
         the smallest arena that gives it, fixed cost, its room-dependent layers as [shape, step
-        total less scratch, words of a sub-tile, words of a weight row, {config: cost}])."""
+        total less scratch, words of a weight row, {tile_config: cost}])."""
         h, cin, btn, cout, k, s = g
         ho, p = out_size(h, s), k // 2
         pad = (p, p, p, p)
@@ -218,10 +218,9 @@ class SearchLatency:
         layers, full, enough = [], fixed, 0
         for shape, step in tiled:
             pairs = 2 * -(-(shape.kernel * shape.kernel * shape.cin) // 4)
-            sub, live = pairs * CONV1X1_TILE, t.totals[step] - t.scratch[step]
-            room = 4 * (2 * pairs + SUBTILES * sub)  # the most tiles, two rows a pass
+            live, room = t.totals[step] - t.scratch[step], most_room(pairs)
             cost = self.model.layer(replace(shape, room=room))
-            layers.append((shape, live, sub, pairs, {(SUBTILES, SUBTILES): cost}))
+            layers.append((shape, live, pairs, {tile_config(room, pairs): cost}))
             full += cost
             enough = max(enough, live + room)
         hit = self._blocks[(g, a, w, an, signed_in)] = (full, enough, fixed, tuple(layers))
@@ -239,10 +238,8 @@ class SearchLatency:
                 total += full
                 continue
             total += fixed
-            for shape, live, sub, pairs, costs in tiled:
-                words = (arena - live) // 4  # the room in words
-                config = (min((words - pairs) // sub, SUBTILES) if words >= pairs + sub else 0,
-                          min((words - 2 * pairs) // sub, SUBTILES) if words >= 2 * pairs + sub else 0)
+            for shape, live, pairs, costs in tiled:
+                config = tile_config(arena - live, pairs)
                 cost = costs.get(config)
                 if cost is None:
                     cost = costs[config] = self.model.layer(replace(shape, room=arena - live))
