@@ -126,7 +126,7 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
     (its requantization constants and weight row); per weight pair unpacked (by the row's
     regime; rows unpacked one channel a pass cost a little more); per dot-product call and pair
     (by kind); per output (byte codes, 4-bit codes paired into bytes, other narrower ones, a
-    residual)."""
+    residual) and per call of the functions that store narrower codes and residuals."""
     pairs = 2 * _ceil(cin, 4)
     groups = _ceil(npx, CONV1X1_TILE * tiles)
     subs = _ceil(npx, CONV1X1_TILE)
@@ -143,6 +143,13 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
         t[f"{pre}.out.nib2"] = npx * paired
     if bits_res:
         t[f"{pre}.res"] = npx * cout
+        t[f"{pre}.call.res"] = groups * both + subs * (flash2 + rest)  # one call per channel
+    elif paired:
+        t[f"{pre}.call.nib2"] = (groups * both + subs * flash2) // 2  # one call per pair
+    if bits_out < 8 and not bits_res:  # the narrower codes' own function, per call
+        calls = (0 if paired else groups * both + subs * flash2) + subs * rest
+        if calls:
+            t[f"{pre}.call.bits"] = calls
     unpacked = both + (0 if direct else rest)
     if unpacked:
         t[f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"] = groups * unpacked * pairs
