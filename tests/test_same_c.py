@@ -16,8 +16,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "8b6054c2caf0e5f7a714a5e140d19016",
-          "searched_f746": "145be10042370d413975d270110dcfe7"}
+BEFORE = {"paper_256k_1m": "008612750aeb6e60aebf603cf1fccec3",
+          "searched_f746": "ea080f9bfe5546be2fcd90cc44257f50"}
 
 
 def source_digest(build: Path) -> str:
