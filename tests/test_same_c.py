@@ -16,8 +16,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "008612750aeb6e60aebf603cf1fccec3",
-          "searched_f746": "ea080f9bfe5546be2fcd90cc44257f50"}
+BEFORE = {"paper_256k_1m": "d83b51f465285e04cc1ab6bacf739cda",
+          "searched_f746": "59675eec6aa8d5f30d96845b3e6310b1"}
 
 
 def source_digest(build: Path) -> str:
