@@ -20,6 +20,7 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
+from qetool.compiler.kernels import tile_config
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -112,7 +113,7 @@ def random_layer(rng: random.Random, op: str) -> dict:
             + shift.tobytes() + (mres.tobytes() if residual else b""))
     return dict(blob=blob, scratch_off=scratch_off, op=op, cin=cin, cout=cout, h=ho, w=wo, bx=bx,
                 bw=bw, by=by, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
-                room=room - base)
+                room=room)
 
 
 def run(exe, tmp_path, blob: bytes) -> bytes:
@@ -137,10 +138,7 @@ def output_paths(case: dict) -> set[str]:
     pass for 4-bit codes) and a short tail unpacked."""
     seen = set()
     cin, cout, by, shift = case["cin"], case["cout"], case["by"], case["shift"]
-    pairs = 2 * -(-cin // 4)
-    sub = 8 * pairs
-    tiles = min(4, (case["room"] // 4 + 9 * pairs - pairs) // sub)
-    two = cout > 1 and min(4, max(0, (case["room"] // 4 + 9 * pairs - 2 * pairs) // (sub + 16))) == tiles
+    two = cout > 1 and tile_config(case["room"], 2 * -(-cin // 4))[1]
     sat = [case["full"] and n >= 40 - by for n in shift]
     if two and not case["residual"]:
         seen.add("two")
