@@ -16,8 +16,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "d83b51f465285e04cc1ab6bacf739cda",
-          "searched_f746": "59675eec6aa8d5f30d96845b3e6310b1"}
+BEFORE = {"paper_256k_1m": "e43f1e71c453545a9b5c9ba505c50113",
+          "searched_f746": "7ef8c1587121e9b8acc29669b423fbb4"}
 
 
 def source_digest(build: Path) -> str:
