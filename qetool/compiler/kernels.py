@@ -150,9 +150,10 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
         calls = (0 if paired else groups * both + subs * flash2) + subs * rest
         if calls:
             t[f"{pre}.call.bits"] = calls
+    row = f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"  # weight pairs unpacked, by regime
     unpacked = both + (0 if direct else rest)
     if unpacked:
-        t[f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"] = groups * unpacked * pairs
+        t[row] = groups * unpacked * pairs
     if rest and not direct:  # rows unpacked one channel a pass
         t[f"{pre}.row1"] = groups * rest * pairs
     halves = _ceil(npx, CONV1X1_TILE // 2)
@@ -167,8 +168,7 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
         short = 1 if tail < CONV1X1_TILE // 2 else 0
         kind = "dot8w8" if w8 else "dot8w4" if nib else "dot8"
         if short and direct:  # the tail's rows are unpacked, one channel a pass
-            key = f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"
-            t[key] = t.get(key, 0) + rest * pairs
+            t[row] = t.get(row, 0) + rest * pairs
             t[f"{pre}.row1"] = rest * pairs
         t[f"{pre}.{kind}"] = rest * (subs - short) * pairs
         t[f"{pre}.{kind}.call"] = rest * (subs - short)
