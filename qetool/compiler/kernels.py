@@ -209,7 +209,8 @@ def _dwconv_terms(s: LayerShape) -> dict[str, float]:
     """Depthwise: the padded plane cleared once; per channel its plane filled (per input width;
     codes crossing a byte where the bit position moves), its weights into words (per width),
     and its outputs (per kernel size and stride: the unrolled common plane, two outputs a step
-    at stride 1) and output rows; codes narrower than 8 bits cost a masked store."""
+    at stride 1) and output rows; codes narrower than 8 bits cost a masked store, and in the
+    common plane a merge per channel and per output row."""
     c, k = s.cin, s.kernel
     hp, wp = s.h_in + s.pad[0] + s.pad[1], s.w_in + s.pad[2] + s.pad[3]
     t: dict[str, float] = {"dw.layer": 1, "dw.plane": hp * wp, "dw.chan": c,
@@ -231,6 +232,9 @@ def _dwconv_terms(s: LayerShape) -> dict[str, float]:
         t[f"dw.odd.{kind}"] = c * s.h_out
     if s.bits_out != 8:
         t["dw.store.bits"] = c * outs
+        if fast:
+            t["dw.merge"] = c
+            t["dw.merge.row"] = c * s.h_out
     return t
 
 
@@ -266,10 +270,13 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot2x4_w8", "dot2x4_w4", "dot_tail",
-            "unpack_tile", "unpack_row", "outputs", "outputs_bits", "outputs2", "outputs_res",
-            "bytes_tail", "read_pairs"),
+            "unpack_tile", *(f"tile_b{b}" for b in range(3, 9)), "unpack_row",
+            *(f"row_b{b}" for b in range(2, 9)), "outputs", "outputs_bits", "outputs2",
+            "outputs_res", "bytes_tail", "read_pairs"),
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
-    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill", "dw_scaled"), "CHW",
+    Kernel("dwconv", "dwconv_hwc_inplace",
+           ("dw_channel", *(f"dw_k{k}{s}" for k in (3, 5, 7) for s in ("", "_bits")), "dw_merge",
+            "dw_plane", "dw_fill", "dw_scaled"), "CHW",
            tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
     Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch, _head_terms),
 )}
