@@ -1,8 +1,9 @@
 """qetool's kernels against CMSIS-NN's on the same shapes, in one emulator run.
 
 One QEMU image (mps2-an500, Cortex-M7, -O2) holds qetool's kernels and CMSIS-NN's
-(arm_convolve_wrapper_s8/_s4, arm_depthwise_conv_wrapper_s8/_s4), built from the sources given
-by path (Apache-2.0, kept outside the project). The shapes: those of ../shared/notes/emulator.md
+(arm_convolve_wrapper_s8/_s4, arm_depthwise_conv_wrapper_s8/_s4, and for the head
+arm_avgpool_s8 then arm_fully_connected_s8/_s4), built from the sources given by path
+(Apache-2.0, kept outside the project). The shapes: those of ../shared/notes/emulator.md
 and every distinct layer shape of examples/paper_256k_1m.json and examples/mcunet_style_80.json.
 Each kernel call is counted exactly by the TCG plugin between two marks; CMSIS-NN's outputs are
 checked against a numpy model of TFLite's arithmetic (qetool.compiler.tflm_math), qetool's
@@ -47,8 +48,8 @@ SHARED = ROOT.parent / "shared" / "third_party"
 HARNESS = Path(__file__).with_name("cmsis_nn") / "harness.c"
 WIDTHS = ((8, 8), (6, 6), (4, 4))
 """qetool's (bits_a, bits_w) per shape."""
-KINDS = {"conv1x1": 0, "dwconv": 1, "conv": 2}
-NN_CONV_S8, NN_DW_S8, NN_CONV_S4, NN_DW_S4 = 10, 11, 12, 13
+KINDS = {"conv1x1": 0, "dwconv": 1, "conv": 2, "head": 3}
+NN_CONV_S8, NN_DW_S8, NN_CONV_S4, NN_DW_S4, NN_HEAD_S8, NN_HEAD_S4 = 10, 11, 12, 13, 14, 15
 CASE = struct.Struct("<17I4i4I")
 MARK_PAIR = 3
 """Instructions of an empty pair of marks (../shared/notes/emulator.md)."""
@@ -56,8 +57,10 @@ MARK_PAIR = 3
 
 @dataclass(frozen=True)
 class Shape:
-    """One layer shape: op (conv = the stem, conv1x1, dwconv), input H x W x Cin, Cout, kernel,
-    stride; padding k // 2 (SAME for odd k)."""
+    """One layer shape: op (conv = the stem, conv1x1, dwconv, head), input H x W x Cin, Cout,
+    kernel, stride; padding k // 2 (SAME for odd k). The head is a global average pool and a
+    fully connected layer to Cout classes; its MACs count the pool's additions, as qetool's
+    profile does."""
 
     op: str
     h: int
@@ -69,23 +72,31 @@ class Shape:
 
     @property
     def out(self) -> tuple[int, int]:
+        if self.op == "head":
+            return 1, 1
         return (self.h - 1) // self.stride + 1, (self.w - 1) // self.stride + 1
 
     @property
     def macs(self) -> int:
+        if self.op == "head":
+            return self.h * self.w * self.cin + self.cin * self.cout
         ho, wo = self.out
         per = self.k * self.k * (1 if self.op == "dwconv" else self.cin)
         return ho * wo * self.cout * per
 
     @property
     def label(self) -> str:
+        if self.op == "head":
+            return f"head {self.h}x{self.w}x{self.cin}->{self.cout}"
         name = {"conv": f"stem {self.k}x{self.k}", "conv1x1": "1x1",
                 "dwconv": f"dw {self.k}x{self.k}"}[self.op]
         return f"{name} s{self.stride} {self.h}x{self.w}x{self.cin}->{self.cout}"
 
     @property
     def pad(self) -> tuple[int, int, int, int]:
-        """top, bottom, left, right: SAME as qetool's arch layers pad."""
+        """top, bottom, left, right: SAME as qetool's arch layers pad (none for the head)."""
+        if self.op == "head":
+            return 0, 0, 0, 0
         ho, wo = self.out
         ph = max((ho - 1) * self.stride + self.k - self.h, 0)
         pw = max((wo - 1) * self.stride + self.k - self.w, 0)
@@ -100,7 +111,7 @@ NOTES_SHAPES = (Shape("conv1x1", 40, 40, 32, 96, 1, 1), Shape("conv1x1", 20, 20,
 
 def arch_shapes(path: Path) -> list[Shape]:
     return [Shape(layer.op, layer.h_in, layer.w_in, layer.cin, layer.cout, layer.kernel, layer.stride)
-            for layer in A.layers(A.load(path)) if layer.op != "head"]
+            for layer in A.layers(A.load(path))]
 
 
 def all_shapes() -> list[Shape]:
@@ -133,9 +144,11 @@ def _requant(rng: np.random.Generator, cout: int) -> tuple[np.ndarray, np.ndarra
 
 
 def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) -> Case:
-    """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out, with
-    `room` bytes beyond its planned scratch."""
+    """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out (the
+    head: int8 weights and logits), with `room` bytes beyond its planned scratch."""
     ho, wo = s.out
+    head = s.op == "head"
+    wb = 8 if head else wb
     x = rng.integers(0, 1 << a, (s.h, s.w, s.cin))
     lo_w, hi_w = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
     per = 1 if s.op == "dwconv" else s.cin
@@ -144,12 +157,25 @@ def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) 
     shift = np.full(s.cout, 38, np.int32)
     packed_w = pack_padded(kernel_order(s.op, w), wb)
     packed_x = pack_padded(x, a)
-    out_bytes = act_bytes(ho, wo, s.cout, a)
+    bits_out, lo, hi = (8, -128, 127) if head else (a, 0, (1 << a) - 1)
+    out_bytes = s.cout if head else act_bytes(ho, wo, s.cout, a)
     scratch = scratch_bytes(s.op, s.k, s.cin, s.h, s.w, s.pad) + room
-    head = CASE.pack(KINDS[s.op], s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, a, wb, a,
-                     0, 0, (1 << a) - 1, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
+    header = CASE.pack(KINDS[s.op], s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, a, wb, bits_out,
+                       0, lo, hi, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
     data = packed_x + packed_w + bias.tobytes() + mult.tobytes() + shift.tobytes()
-    return Case(s, KINDS[s.op], (a, wb), head, data, out_bytes, None)
+    return Case(s, KINDS[s.op], (a, wb), header, data, out_bytes, None)
+
+
+def _tflm_head(s: Shape, x: np.ndarray, w: np.ndarray, bias: np.ndarray, mult: np.ndarray,
+               shift: np.ndarray, in_off: int, out_off: int) -> np.ndarray:
+    """CMSIS-NN's average pool over the whole map (sum / count rounded half away from zero,
+    int8 with zero point -in_off) and TFLite's int8 fully connected layer (w: K x C, one
+    multiplier and shift)."""
+    total, count = x.astype(np.int64).sum(axis=(0, 1)), s.h * s.w
+    pooled = np.clip(np.sign(total) * ((np.abs(total) + count // 2) // count), -128, 127)
+    acc = (pooled + in_off) @ w.T.astype(np.int64) + bias
+    y = tflm_math.multiply_by_quantized_multiplier(acc, mult[0], shift[0]) + out_off
+    return np.clip(y, -128, 127).astype(np.int8)
 
 
 def _tflm_conv(s: Shape, x: np.ndarray, w: np.ndarray, bias: np.ndarray, mult: np.ndarray,
@@ -171,28 +197,31 @@ def _tflm_conv(s: Shape, x: np.ndarray, w: np.ndarray, bias: np.ndarray, mult: n
 
 
 def cmsis_case(s: Shape, int4: bool, rng: np.random.Generator) -> Case:
-    """CMSIS-NN's int8 kernel (int4 weights with `int4`), its expected output from numpy."""
+    """CMSIS-NN's int8 kernel (int4 weights with `int4`), its expected output from numpy; the
+    head is arm_avgpool_s8 then arm_fully_connected_s8 (_s4), with one multiplier and shift."""
     ho, wo = s.out
     x = rng.integers(-128, 128, (s.h, s.w, s.cin)).astype(np.int8)
-    wshape = (1, s.k, s.k, s.cout) if s.op == "dwconv" else (s.cout, s.k, s.k, s.cin)
+    wshape = {"dwconv": (1, s.k, s.k, s.cout), "head": (s.cout, s.cin)}.get(s.op, (s.cout, s.k, s.k, s.cin))
     w = rng.integers(-8, 8, wshape) if int4 else rng.integers(-127, 128, wshape)
     mult, bias = _requant(rng, s.cout)
     shift = np.full(s.cout, -9, np.int32)
     in_off, out_off = 128, -128
+    if s.op == "head":
+        mult[:] = mult[0]
     flat = w.astype(np.int8).reshape(-1)
     if int4:  # two weights a byte, the first in the low nibble
         flat = np.concatenate([flat, np.zeros(len(flat) % 2, np.int8)]).astype(np.int16) & 0xF
         wbytes = (flat[0::2] | (flat[1::2] << 4)).astype(np.uint8).tobytes()
     else:
         wbytes = flat.tobytes()
-    kind = {("dwconv", False): NN_DW_S8, ("dwconv", True): NN_DW_S4}.get(
-        (s.op, int4), NN_CONV_S4 if int4 else NN_CONV_S8)
+    kind = {("dwconv", False): NN_DW_S8, ("dwconv", True): NN_DW_S4, ("head", False): NN_HEAD_S8,
+            ("head", True): NN_HEAD_S4}.get((s.op, int4), NN_CONV_S4 if int4 else NN_CONV_S8)
     out_bytes = ho * wo * s.cout
-    head = CASE.pack(kind, s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, 8, 4 if int4 else 8,
-                     8, 1, -128, 127, in_off, out_off, x.size, len(wbytes), out_bytes, 0)
+    header = CASE.pack(kind, s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, 8, 4 if int4 else 8,
+                       8, 1, -128, 127, in_off, out_off, x.size, len(wbytes), out_bytes, 0)
     data = x.tobytes() + wbytes + bias.tobytes() + mult.tobytes() + shift.tobytes()
-    expect = _tflm_conv(s, x, w, bias, mult, shift, in_off, out_off)
-    return Case(s, kind, (8, 4 if int4 else 8), head, data, out_bytes, expect)
+    expect = (_tflm_head if s.op == "head" else _tflm_conv)(s, x, w, bias, mult, shift, in_off, out_off)
+    return Case(s, kind, (8, 4 if int4 else 8), header, data, out_bytes, expect)
 
 
 # ---------------------------------------------------------------------------------------------

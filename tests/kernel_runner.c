@@ -46,6 +46,11 @@ int main(int argc, char **argv)
     switch (v[0] & 0xFFu) {
     case 0: qe_model_conv1x1_hwc(&l, arena); break;
     case 1: qe_model_dwconv_hwc_inplace(&l, arena); break;
+    case 3: { /* the logits and then the class go to the output */
+        int8_t *logits = (int8_t *)(void *)(arena + l.out_off);
+        logits[l.c_out] = (int8_t)qe_model_head(&l, arena, logits);
+        break;
+    }
     default: qe_model_conv_hwc(&l, arena); break;
     }
     if (!(f = fopen(argv[2], "wb")) || fwrite(arena, 1, v[21], f) != v[21]) {

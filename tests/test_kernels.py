@@ -4,7 +4,8 @@ outside the scratch, for every path the optimized kernels take (8-bit, nibble an
 weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
 short tails, tiles grown into room above the scratch, two-channel passes, the byte pairs of
 4-bit codes, codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
-below and above 32, constant channels, residuals, clamps narrower than the code range). The
+below and above 32, constant channels, residuals, clamps narrower than the code range; the
+head's pool over 8-bit words, byte-aligned groups and the reader, maps past a 16-bit run). The
 reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
 run the optimized ones on the host there and in QEMU in test_emulator.py."""
 
@@ -20,7 +21,7 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
-from qetool.compiler.kernels import tile_config
+from qetool.compiler.kernels import POOL_RUN, tile_config
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -30,8 +31,8 @@ from qetool.compiler.render import REFERENCE_DIR, render_sources
 from conftest import EXAMPLES
 
 RUNNER = Path(__file__).with_name("kernel_runner.c")
-KIND = {"conv1x1": 0, "dwconv": 1, "conv": 2}
-CASES = {"conv1x1": 300, "dwconv": 120, "conv": 120}
+KIND = {"conv1x1": 0, "dwconv": 1, "conv": 2, "head": 3}
+CASES = {"conv1x1": 300, "dwconv": 120, "conv": 120, "head": 80}
 """Random layers per op; the 1x1 has the most paths (test_the_cases_reach_every_path)."""
 
 
@@ -58,20 +59,25 @@ def runners(tmp_path_factory):
 
 def random_layer(rng: random.Random, op: str) -> dict:
     """A random layer of `op` and its packed data, laid out in one small arena."""
-    k = 1 if op == "conv1x1" else rng.choice((3, 5, 7))
-    s = 1 if op == "conv1x1" else rng.choice((1, 2))
-    cin = rng.choice((3, 5, 8, 16, 24, 30, 32)) if op != "conv" else rng.choice((1, 3, 4))
-    cout = cin if op == "dwconv" else rng.choice((1, 4, 7, 8, 16, 24))
+    head = op == "head"
+    k = 1 if op in ("conv1x1", "head") else rng.choice((3, 5, 7))
+    s = 1 if op in ("conv1x1", "head") else rng.choice((1, 2))
+    cin = rng.choice((3, 5, 8, 12, 16, 24, 30, 32)) if op != "conv" else rng.choice((1, 3, 4))
+    cout = cin if op == "dwconv" else rng.choice((1, 2, 4, 7, 8, 16, 24))
     h, w = rng.choice((1, 3, 5, 7, 9, 12)), rng.choice((1, 2, 5, 8, 11))
-    ho, wo = (h - 1) // s + 1, (w - 1) // s + 1
+    if head and rng.random() < 0.2:  # more pixels than a 16-bit run of 8-bit codes holds
+        h, w = 17, 16
+    ho, wo = (1, 1) if head else ((h - 1) // s + 1, (w - 1) // s + 1)
     ph, pw = max((ho - 1) * s + k - h, 0), max((wo - 1) * s + k - w, 0)
     pad = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
     bx, bw, by = rng.randint(3, 8), rng.randint(2, 8), rng.randint(3, 8)
     if op == "dwconv":
         by = bx
-    sx = op == "conv1x1" and rng.random() < 0.5
+    if head:  # int8 weights and logits; inputs of any width, mostly unsigned
+        bw, by = 8, 8
+    sx = op in ("conv1x1", "head") and rng.random() < (0.5 if op == "conv1x1" else 0.2)
     residual = op == "conv1x1" and rng.random() < 0.3
-    sy = rng.random() < 0.5 and op == "conv1x1"
+    sy = head or (rng.random() < 0.5 and op == "conv1x1")
     lo, hi = code_range(by, sy)
     if rng.random() < 0.3:
         hi = rng.randint(lo + 1, hi)
@@ -87,7 +93,8 @@ def random_layer(rng: random.Random, op: str) -> dict:
     bias = nr.integers(-5000, 5000, size=cout).astype(np.int32)
     if rng.random() < 0.2:  # the int32 extremes: a requantization's largest `round`
         bias[nr.random(cout) < 0.5] = rng.choice((-(1 << 31) + 1, (1 << 31) - 1))
-    in_b, out_b = act_bytes(h, w, cin, bx), act_bytes(ho, wo, cout, by)
+    in_b = act_bytes(h, w, cin, bx)
+    out_b = act_bytes(1, 1, cout + 1, 8) if head else act_bytes(ho, wo, cout, by)  # the head: logits, class
     res_bits, res_signed = (rng.randint(3, 8), rng.random() < 0.5) if residual else (0, False)
     res = nr.integers(*code_range(res_bits, res_signed), endpoint=True, size=(ho, wo, cout)) if residual else None
     mres = nr.integers(-(1 << 20), 1 << 20, size=cout).astype(np.int32) if residual else None
@@ -122,7 +129,7 @@ def run(exe, tmp_path, blob: bytes) -> bytes:
     return (tmp_path / "arena.bin").read_bytes()
 
 
-@pytest.mark.parametrize("op", ["conv1x1", "dwconv", "conv"])
+@pytest.mark.parametrize("op", ["conv1x1", "dwconv", "conv", "head"])
 def test_optimized_kernels_equal_the_reference(runners, tmp_path, op):
     rng = random.Random(zlib.crc32(op.encode()))
     for i in range(CASES[op]):
@@ -175,3 +182,21 @@ def test_the_cases_reach_every_path():
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
     assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct pairs", "direct tail"} <= seen
+
+
+def test_the_head_cases_reach_every_pool():
+    """The random heads above take each of the pool's paths (docs/kernels.md): 8-bit words,
+    also over more pixels than one 16-bit run holds, byte-aligned groups, the reader."""
+    rng = random.Random(zlib.crc32(b"head"))
+    seen = set()
+    for _ in range(CASES["head"]):
+        v = struct.unpack_from("<22I", random_layer(rng, "head")["blob"])
+        h, w, cin, bx, signed = v[1], v[2], v[3], v[10], v[14]
+        if not signed and bx == 8 and cin % 4 == 0:
+            seen.add("bytes, long" if h * w > POOL_RUN else "bytes")
+        elif not signed and bx >= 4 and cin % 8 == 0:
+            seen.add("groups")
+        else:
+            seen.add("reader")
+    assert seen == {"bytes", "bytes, long", "groups", "reader"}
+

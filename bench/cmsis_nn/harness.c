@@ -10,8 +10,8 @@
 #include "qe_model_kernels.h"
 
 enum {
-    QE_CONV1X1 = 0, QE_DWCONV = 1, QE_STEM = 2,
-    NN_CONV_S8 = 10, NN_DW_S8 = 11, NN_CONV_S4 = 12, NN_DW_S4 = 13
+    QE_CONV1X1 = 0, QE_DWCONV = 1, QE_STEM = 2, QE_HEAD = 3,
+    NN_CONV_S8 = 10, NN_DW_S8 = 11, NN_CONV_S4 = 12, NN_DW_S4 = 13, NN_HEAD_S8 = 14, NN_HEAD_S4 = 15
 };
 
 /* One case, as bench/vs_cmsis_nn.py packs it (CASE, little-endian u32/i32 fields). */
@@ -66,8 +66,10 @@ static uint8_t *take(uint32_t *used, uint32_t n)
     return p;
 }
 
+/* qetool's kernel on the arena (input at 0, then the output, then the scratch); the head writes
+ * its logits to `logits`. */
 static void run_qetool(const case_t *c, const uint8_t *w, const int32_t *bias, const int32_t *mult,
-                       const int8_t *shift, uint8_t *arena)
+                       const int8_t *shift, uint8_t *arena, int8_t *logits)
 {
     qe_model_layer_t l;
     memset(&l, 0, sizeof l);
@@ -88,6 +90,8 @@ static void run_qetool(const case_t *c, const uint8_t *w, const int32_t *bias, c
         qe_model_conv1x1_hwc(&l, arena);
     } else if (c->kind == QE_DWCONV) {
         qe_model_dwconv_hwc_inplace(&l, arena);
+    } else if (c->kind == QE_HEAD) {
+        (void)qe_model_head(&l, arena, logits);
     } else {
         qe_model_conv_hwc(&l, arena);
     }
@@ -116,7 +120,27 @@ static int32_t run_cmsis(const case_t *c, const int8_t *in, const int8_t *w, con
     cmsis_nn_tile dil = {1, 1};
     cmsis_nn_activation act = {c->lo, c->hi};
     int32_t status;
-    if (c->kind == NN_CONV_S8 || c->kind == NN_CONV_S4) {
+    if (c->kind == NN_HEAD_S8 || c->kind == NN_HEAD_S4) { /* average pool, then fully connected */
+        cmsis_nn_context pool_ctx = {0, 0};
+        cmsis_nn_pool_params pp = {{1, 1}, {0, 0}, {-128, 127}};
+        cmsis_nn_dims pool_dims = {1, (int32_t)c->h, (int32_t)c->w, 1};
+        cmsis_nn_dims pooled_dims = {1, 1, 1, (int32_t)c->cin};
+        cmsis_nn_fc_params fp = {c->in_offset, 0, c->out_offset, act};
+        cmsis_nn_per_tensor_quant_params tq = {mult[0], shift[0]};
+        cmsis_nn_dims fc_filter = {(int32_t)c->cin, 1, 1, (int32_t)c->cout};
+        cmsis_nn_dims fc_out = {1, 1, 1, (int32_t)c->cout};
+        int8_t *pooled = (int8_t *)take(used, c->cin);
+        (void)buffer(&pool_ctx, used, arm_avgpool_s8_get_buffer_size(1, (int)c->cin));
+        (void)buffer(&ctx, used, arm_fully_connected_s8_get_buffer_size(&fc_filter));
+        qe_mark();
+        status = arm_avgpool_s8(&pool_ctx, &pp, &in_dims, in, &pool_dims, &pooled_dims, pooled);
+        if (status == ARM_CMSIS_NN_SUCCESS) {
+            status = c->kind == NN_HEAD_S8
+                ? arm_fully_connected_s8(&ctx, &fp, &tq, &pooled_dims, pooled, &fc_filter, w, &b_dims, bias, &fc_out, out)
+                : arm_fully_connected_s4(&ctx, &fp, &tq, &pooled_dims, pooled, &fc_filter, w, &b_dims, bias, &fc_out, out);
+        }
+        qe_mark();
+    } else if (c->kind == NN_CONV_S8 || c->kind == NN_CONV_S4) {
         cmsis_nn_conv_params p = {c->in_offset, c->out_offset, stride, pad, dil, act};
         (void)buffer(&ctx, used, c->kind == NN_CONV_S8
                      ? arm_convolve_wrapper_s8_get_buffer_size(&p, &in_dims, &f_dims, &out_dims)
@@ -170,14 +194,16 @@ int main(void)
         }
         if (c.kind < NN_CONV_S8) {
             uint32_t j, total = ((c.in_bytes + 3u) & ~3u) + ((c.out_bytes + 3u) & ~3u) + c.scratch;
+            int8_t *logits = (int8_t *)take(&used, c.cout);
             shift8 = (int8_t *)take(&used, c.cout);
             for (j = 0; j < c.cout; j++) {
                 shift8[j] = (int8_t)shift32[j];
             }
             arena = take(&used, total);
             memcpy(arena, in, c.in_bytes);
-            run_qetool(&c, w, bias, mult, shift8, arena);
-            (void)semi_io(0x05u, out_fd, c.kind == QE_DWCONV ? arena : arena + ((c.in_bytes + 3u) & ~3u), c.out_bytes);
+            run_qetool(&c, w, bias, mult, shift8, arena, logits);
+            (void)semi_io(0x05u, out_fd, c.kind == QE_HEAD ? (uint8_t *)logits
+                          : c.kind == QE_DWCONV ? arena : arena + ((c.in_bytes + 3u) & ~3u), c.out_bytes);
         } else {
             int8_t *out = (int8_t *)take(&used, c.out_bytes);
             if (run_cmsis(&c, (const int8_t *)in, (const int8_t *)w, bias, mult, shift32, out, &used) != 0) {

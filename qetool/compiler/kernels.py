@@ -238,10 +238,23 @@ def _dwconv_terms(s: LayerShape) -> dict[str, float]:
     return t
 
 
+POOL_RUN = 257
+"""Pixels of 8-bit codes the head's pool sums in one 16-bit lane (257 * 255 < 2^16)."""
+
+
 def _head_terms(s: LayerShape) -> dict[str, float]:
-    """Head: the average pool's sums (per input width), then the classifier."""
-    return {"hd.layer": 1, f"hd.sum.b{s.bits_in}": s.h_in * s.w_in * s.cin, "hd.chan": s.cin,
-            "hd.fc": s.cin * s.cout, "hd.cls": s.cout}
+    """Head: the average pool's sums (8-bit words per code and per run of POOL_RUN pixels,
+    byte-aligned groups per code and per pass of four channels, else the reader per input
+    width), then the classifier."""
+    codes = s.h_in * s.w_in * s.cin
+    t: dict[str, float] = {"hd.layer": 1, "hd.chan": s.cin, "hd.fc": s.cin * s.cout, "hd.cls": s.cout}
+    if not s.signed_in and s.bits_in == 8 and s.cin % 4 == 0:
+        t.update({"hd.pool.b8": codes, "hd.pool.run": s.cin // 4 * _ceil(s.h_in * s.w_in, POOL_RUN)})
+    elif not s.signed_in and s.bits_in >= 4 and s.cin % 8 == 0:
+        t.update({"hd.pool.g": codes, "hd.pool.pass": s.cin // 4})
+    else:
+        t[f"hd.sum.b{s.bits_in}"] = codes
+    return t
 
 
 @dataclass(frozen=True)
@@ -278,7 +291,8 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            ("dw_channel", *(f"dw_k{k}{s}" for k in (3, 5, 7) for s in ("", "_bits")), "dw_merge",
             "dw_plane", "dw_fill", "dw_weights"), "CHW",
            tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
-    Kernel("head", "head", (), "KC (int8)", None, None, False, _head_scratch, _head_terms),
+    Kernel("head", "head", ("head_pool", "head_sums"), "KC (int8)", None, None, False, _head_scratch,
+           _head_terms),
 )}
 """qetool's kernels by op. The 1x1 helpers serve the stem's tiles too: both ops are in every
 arch.json network."""

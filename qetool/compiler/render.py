@@ -22,7 +22,7 @@ from qetool.compiler.arch_graph import graph_of
 from qetool.compiler.ir import IOTensor, arch_op, graph_io
 from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.lower import LoweredModel
-from qetool.compiler.kernels import CONV1X1_TILE, REGISTRY, SUBTILES, check_layer
+from qetool.compiler.kernels import CONV1X1_TILE, POOL_RUN, REGISTRY, SUBTILES, check_layer
 from qetool.compiler.pack import GRAPH_KERNELS, pack_padded
 from qetool.compiler.plan import Plan
 from qetool.compiler.render_graph import SOURCES as GRAPH_SOURCES
@@ -155,7 +155,7 @@ def _own_context(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: s
                 num_classes=g.output_tensor().elements,
                 input_bytes=p.where[g.input].size, input_offset=p.offset(g.input),
                 arena_bytes=p.arena_bytes, layers=layers, kernels=sorted({l.op for l in layers}),
-                conv1x1_tile=CONV1X1_TILE, subtiles=SUBTILES)
+                conv1x1_tile=CONV1X1_TILE, subtiles=SUBTILES, pool_run=POOL_RUN)
 
 
 def render_sources(g: ir.Graph, p: GraphPlan, model_hash: str, name: str = DEFAULT_NAME,
