@@ -145,11 +145,12 @@ def _requant(rng: np.random.Generator, cout: int) -> tuple[np.ndarray, np.ndarra
 
 def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) -> Case:
     """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out (the
-    head: int8 weights and logits), with `room` bytes beyond its planned scratch."""
+    head: signed codes in, as a projection gives them, int8 weights and logits), with `room`
+    bytes beyond its planned scratch."""
     ho, wo = s.out
     head = s.op == "head"
     wb = 8 if head else wb
-    x = rng.integers(0, 1 << a, (s.h, s.w, s.cin))
+    x = rng.integers(-(1 << (a - 1)), 1 << (a - 1), (s.h, s.w, s.cin)) if head else rng.integers(0, 1 << a, (s.h, s.w, s.cin))
     lo_w, hi_w = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
     per = 1 if s.op == "dwconv" else s.cin
     w = rng.integers(lo_w, hi_w + 1, (s.cout, per, s.k, s.k))
@@ -161,7 +162,7 @@ def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) 
     out_bytes = s.cout if head else act_bytes(ho, wo, s.cout, a)
     scratch = scratch_bytes(s.op, s.k, s.cin, s.h, s.w, s.pad) + room
     header = CASE.pack(KINDS[s.op], s.h, s.w, s.cin, s.cout, s.k, s.stride, *s.pad, ho, wo, a, wb, bits_out,
-                       0, lo, hi, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
+                       int(head), lo, hi, 0, 0, len(packed_x), len(packed_w), out_bytes, scratch)
     data = packed_x + packed_w + bias.tobytes() + mult.tobytes() + shift.tobytes()
     return Case(s, KINDS[s.op], (a, wb), header, data, out_bytes, None)
 

@@ -73,9 +73,9 @@ def random_layer(rng: random.Random, op: str) -> dict:
     bx, bw, by = rng.randint(3, 8), rng.randint(2, 8), rng.randint(3, 8)
     if op == "dwconv":
         by = bx
-    if head:  # int8 weights and logits; inputs of any width, mostly unsigned
+    if head:  # int8 weights and logits; inputs of any width
         bw, by = 8, 8
-    sx = op in ("conv1x1", "head") and rng.random() < (0.5 if op == "conv1x1" else 0.2)
+    sx = op in ("conv1x1", "head") and rng.random() < 0.5
     residual = op == "conv1x1" and rng.random() < 0.3
     sy = head or (rng.random() < 0.5 and op == "conv1x1")
     lo, hi = code_range(by, sy)
@@ -185,18 +185,21 @@ def test_the_cases_reach_every_path():
 
 
 def test_the_head_cases_reach_every_pool():
-    """The random heads above take each of the pool's paths (docs/kernels.md): 8-bit words,
-    also over more pixels than one 16-bit run holds, byte-aligned groups, the reader."""
+    """The random heads above take each of the pool's paths (docs/kernels.md), signed and
+    unsigned: 8-bit words, also over more pixels than one 16-bit run holds, byte-aligned
+    groups, the reader."""
     rng = random.Random(zlib.crc32(b"head"))
     seen = set()
     for _ in range(CASES["head"]):
         v = struct.unpack_from("<22I", random_layer(rng, "head")["blob"])
         h, w, cin, bx, signed = v[1], v[2], v[3], v[10], v[14]
-        if not signed and bx == 8 and cin % 4 == 0:
-            seen.add("bytes, long" if h * w > POOL_RUN else "bytes")
-        elif not signed and bx >= 4 and cin % 8 == 0:
-            seen.add("groups")
+        sign = "signed" if signed else "unsigned"
+        if bx == 8 and cin % 4 == 0:
+            seen.add(("bytes, long" if h * w > POOL_RUN else "bytes", sign))
+        elif bx >= 4 and cin % 8 == 0:
+            seen.add(("groups", sign))
         else:
-            seen.add("reader")
-    assert seen == {"bytes", "bytes, long", "groups", "reader"}
+            seen.add(("reader", sign))
+    assert seen >= {(path, sign) for path in ("bytes", "groups", "reader") for sign in ("signed", "unsigned")}
+    assert ("bytes, long", "unsigned") in seen and ("bytes, long", "signed") in seen
 

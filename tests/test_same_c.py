@@ -17,8 +17,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "f5d8594bb6dbe33dd3eaf7d74262a638",
-          "searched_f746": "7f34a4eb26f0d165132898bad7ad1dd2"}
+BEFORE = {"paper_256k_1m": "d461093fa40cabecf39f2c6fb71e5b2b",
+          "searched_f746": "10aa6df03a116b8935e0019fb3f06cc8"}
 
 
 def source_digest(build: Path) -> str:
