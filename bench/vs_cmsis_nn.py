@@ -5,6 +5,7 @@ One QEMU image (mps2-an500, Cortex-M7, -O2) holds qetool's kernels and CMSIS-NN'
 arm_avgpool_s8 then arm_fully_connected_s8/_s4), built from the sources given by path
 (Apache-2.0, kept outside the project). The shapes: those of ../shared/notes/emulator.md
 and every distinct layer shape of examples/paper_256k_1m.json and examples/mcunet_style_80.json.
+The head runs at 8 bits only: an arch.json head's input always is (arch.HEAD_BITS).
 Each kernel call is counted exactly by the TCG plugin between two marks; CMSIS-NN's outputs are
 checked against a numpy model of TFLite's arithmetic (qetool.compiler.tflm_math), qetool's
 kernels are bit-exact in `make test`. qetool's kernels get their planned scratch and `--room`
@@ -32,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qetool import arch as A  # noqa: E402
+from qetool.arch import HEAD_BITS  # noqa: E402
 from qetool.compiler import firmware, tflm_math  # noqa: E402
 from qetool.compiler.arch_graph import graph_of, graph_plan  # noqa: E402
 from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
@@ -145,8 +147,8 @@ def _requant(rng: np.random.Generator, cout: int) -> tuple[np.ndarray, np.ndarra
 
 def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) -> Case:
     """qetool's kernel at a-bit activations and wb-bit weights, unsigned codes in and out (the
-    head: signed codes in, as a projection gives them, int8 weights and logits), with `room`
-    bytes beyond its planned scratch."""
+    head: signed 8-bit codes in, as arch.json networks give it, int8 weights and logits), with
+    `room` bytes beyond its planned scratch."""
     ho, wo = s.out
     head = s.op == "head"
     wb = 8 if head else wb
@@ -300,22 +302,21 @@ def main() -> None:
             sys.exit(f"error: {d}: no such folder (--cmsis-nn DIR, --cmsis-core DIR)")
     rng = np.random.default_rng(0)
     shapes = all_shapes()
-    cases = []
-    for s in shapes:
-        cases += [cmsis_case(s, False, rng), cmsis_case(s, True, rng)]
-        cases += [qetool_case(s, a, w, rng, args.room) for a, w in WIDTHS]
+    per_shape = [[cmsis_case(s, False, rng), cmsis_case(s, True, rng),
+                  *(qetool_case(s, a, w, rng, args.room) if s.op != "head" or a == HEAD_BITS else None
+                    for a, w in WIDTHS)] for s in shapes]  # an arch.json head's input is 8-bit
+    cases = [c for row in per_shape for c in row if c is not None]
     with tempfile.TemporaryDirectory(prefix="qetool-vs-cmsis-") as tmp:
         work = Path(tmp)
-        counts = run(build(work, args.cmsis_nn, args.cmsis_core), work, cases)
-    per_mac = [n / c.shape.macs for n, c in zip(counts, cases)]
+        counts = iter(run(build(work, args.cmsis_nn, args.cmsis_core), work, cases))
     rows, doc = [], []
-    for i, s in enumerate(shapes):
-        base = per_mac[5 * i:5 * i + 5]
+    for s, row in zip(shapes, per_shape):
+        base = [next(counts) / s.macs if c is not None else None for c in row]
         rec = {"shape": asdict(s), "label": s.label, "macs": s.macs, "cmsis_nn_s8": base[0],
                "cmsis_nn_s4": base[1], **{f"qetool_a{a}w{w}": v for (a, w), v in zip(WIDTHS, base[2:])}}
         doc.append(rec)
         rows.append((s.label, f"{s.macs:,}", f"{base[0]:.2f}", f"{base[1]:.2f}",
-                     *(f"{v:.2f} ({v / base[0]:.2f}x)" for v in base[2:])))
+                     *(f"{v:.2f} ({v / base[0]:.2f}x)" if v is not None else "-" for v in base[2:])))
     if args.json:
         print(json.dumps(doc, indent=2))
         return

@@ -17,8 +17,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "d461093fa40cabecf39f2c6fb71e5b2b",
-          "searched_f746": "10aa6df03a116b8935e0019fb3f06cc8"}
+BEFORE = {"paper_256k_1m": "ee39d75f0930b6cac54faca018218c5e",
+          "searched_f746": "afeca07d9a748041fc053263d94961fe"}
 
 
 def source_digest(build: Path) -> str:

@@ -243,18 +243,15 @@ POOL_RUN = 257
 
 
 def _head_terms(s: LayerShape) -> dict[str, float]:
-    """Head: the average pool's sums (8-bit words per code and per run of POOL_RUN pixels,
-    byte-aligned groups per code and per pass of four channels, and for signed codes the offset
-    taken off each sum; else the reader per input width), then the classifier."""
+    """Head: the average pool's sums (8-bit words per code and per run of POOL_RUN pixels, and
+    for signed codes the offset taken off each sum; else the reader per input width), then the
+    classifier."""
     codes = s.h_in * s.w_in * s.cin
     t: dict[str, float] = {"hd.layer": 1, "hd.chan": s.cin, "hd.fc": s.cin * s.cout, "hd.cls": s.cout}
-    if s.bits_in == 8 and s.cin % 4 == 0:
-        t.update({"hd.pool.b8": codes, "hd.pool.run": s.cin // 4 * _ceil(s.h_in * s.w_in, POOL_RUN)})
-    elif s.bits_in >= 4 and s.cin % 8 == 0:
-        t.update({"hd.pool.g": codes, "hd.pool.pass": s.cin // 4})
-    else:
+    if s.bits_in != 8 or s.cin % 4:
         t[f"hd.sum.b{s.bits_in}"] = codes
         return t
+    t.update({"hd.pool.b8": codes, "hd.pool.run": s.cin // 4 * _ceil(s.h_in * s.w_in, POOL_RUN)})
     if s.signed_in:
         t["hd.pool.signed"] = s.cin
     return t
