@@ -208,9 +208,9 @@ def _conv_terms(s: LayerShape) -> dict[str, float]:
 def _dwconv_terms(s: LayerShape) -> dict[str, float]:
     """Depthwise: the padded plane cleared once; per channel its plane filled (per input width;
     codes crossing a byte where the bit position moves), its weights into words (per width),
-    and its outputs (per kernel size and stride: the unrolled common plane, two outputs a step
-    at stride 1) and output rows; codes narrower than 8 bits cost a masked store, and in the
-    common plane a merge per channel and per output row."""
+    and its outputs (per kernel size, stride and output kind, 8-bit or narrower: the unrolled
+    common plane, two outputs a step at stride 1) and output rows; codes narrower than 8 bits
+    cost a masked store, and in the common plane a merge per channel and per output row."""
     c, k = s.cin, s.kernel
     hp, wp = s.h_in + s.pad[0] + s.pad[1], s.w_in + s.pad[2] + s.pad[3]
     t: dict[str, float] = {"dw.layer": 1, "dw.plane": hp * wp, "dw.chan": c,
@@ -224,7 +224,8 @@ def _dwconv_terms(s: LayerShape) -> dict[str, float]:
         if cross:
             t["dw.fill.x"] = cross * s.h_in * s.w_in
     fast = c * s.bits_out % 8 == 0 and k in (3, 5, 7)
-    kind = f"k{k}s{min(s.stride, 2)}" if fast else f"plane.k{k}" if k in (3, 5, 7) else "plane"
+    narrow = "" if s.bits_out == 8 else "n"  # the unrolled planes are a function per output kind
+    kind = f"k{k}s{min(s.stride, 2)}{narrow}" if fast else f"plane.k{k}" if k in (3, 5, 7) else "plane"
     outs = s.h_out * s.w_out
     t[f"dw.out.{kind}"] = c * outs * (1 if k in (3, 5, 7) else k * k)
     t[f"dw.row.{kind}"] = c * s.h_out
