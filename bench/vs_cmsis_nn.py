@@ -152,7 +152,8 @@ def qetool_case(s: Shape, a: int, wb: int, rng: np.random.Generator, room: int) 
     ho, wo = s.out
     head = s.op == "head"
     wb = 8 if head else wb
-    x = rng.integers(-(1 << (a - 1)), 1 << (a - 1), (s.h, s.w, s.cin)) if head else rng.integers(0, 1 << a, (s.h, s.w, s.cin))
+    lo_x = -(1 << (a - 1)) if head else 0
+    x = rng.integers(lo_x, lo_x + (1 << a), (s.h, s.w, s.cin))
     lo_w, hi_w = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
     per = 1 if s.op == "dwconv" else s.cin
     w = rng.integers(lo_w, hi_w + 1, (s.cout, per, s.k, s.k))
