@@ -17,8 +17,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "ee39d75f0930b6cac54faca018218c5e",
-          "searched_f746": "afeca07d9a748041fc053263d94961fe"}
+BEFORE = {"paper_256k_1m": "021f3a10bb4208b181476026f08caa86",
+          "searched_f746": "e41b8b5d647717da80f2513f6f3523f5"}
 
 
 def source_digest(build: Path) -> str:
