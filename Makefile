@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/search_vs_paper.py --plot build/pareto_paper.png
 	$(BIN)/python bench/latency_accuracy.py
 	$(BIN)/python bench/compare_int8.py
+	$(BIN)/python bench/code_size.py
 	$(BIN)/python bench/kernels_bits.py
 	$(BIN)/python bench/vs_tflm.py
 	$(BIN)/python bench/vs_cmsis_nn.py

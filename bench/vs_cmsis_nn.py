@@ -37,6 +37,7 @@ from qetool.arch import HEAD_BITS  # noqa: E402
 from qetool.compiler import firmware, tflm_math  # noqa: E402
 from qetool.compiler.arch_graph import graph_of, graph_plan  # noqa: E402
 from qetool.compiler.calibrate import random_checkpoint  # noqa: E402
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS  # noqa: E402
 from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded  # noqa: E402
 from qetool.compiler.plan import plan, scratch_bytes  # noqa: E402
@@ -233,11 +234,13 @@ def cmsis_case(s: Shape, int4: bool, rng: np.random.Generator) -> Case:
 
 
 def kernel_sources(out: Path) -> None:
-    """qetool's generated kernels (the kernels do not depend on the network they come with)."""
+    """qetool's generated kernels with every width helper (the kernels do not depend on the
+    network they come with)."""
     arch = A.load(ROOT / "examples" / "mcunet_style_80.json")
     model = lower(random_checkpoint(arch, 0))
     g = graph_of(model)
-    for name, text in render_sources(g, graph_plan(g, plan(arch)), model.model_hash).items():
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=ALL_WIDTH_HELPERS)
+    for name, text in sources.items():
         if name.startswith("qe_model_kernels"):
             (out / name).write_text(text)
 

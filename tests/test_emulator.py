@@ -29,7 +29,9 @@ from qetool.device import protocol as P
 from qetool.device.builddir import BuildDir
 from qetool.device.emulator import Emulator, run_batch
 from qetool.compiler.hostrun import build_runner, run_build
-from qetool.device.profile import model_code_bytes
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS
+from qetool.compiler.pack import arch_width_helpers
+from qetool.device.profile import model_code_bytes, symbol_sizes
 from qetool.device.serial import Device, DeviceError, Link
 from qetool.errors import QetoolError
 from qetool.device.session import Session
@@ -79,8 +81,15 @@ def _batch_matches_golden_and_host(build: BuildDir, tmp, images: int):
 
 @pytest.mark.parametrize("index", [0, 3, 5])
 def test_mixed_precision_archs_are_bit_exact_in_qemu(tmp_path, index):
+    """Bit-exact with only the width helpers its layers need in the image (each arch has its own
+    set), and their code as the table counts it."""
     build = _build(tmp_path, matrix_archs()[index], f"m{index}", seed=index)
     _batch_matches_golden_and_host(build, tmp_path, images=3)
+    elf = build.elf("emu")
+    sizes = symbol_sizes(elf, tuple(f"{build.name}_{h}" for h in ALL_WIDTH_HELPERS))
+    assert {h for h in ALL_WIDTH_HELPERS if sizes[f"{build.name}_{h}"]} == arch_width_helpers(build.model.arch)
+    code = model_code_bytes(elf, build.name)
+    assert abs(build.report["code_flash_bytes"] - code) <= 0.05 * code
 
 
 def test_paper_network_is_bit_exact_in_qemu(paper, tmp_path):

@@ -21,7 +21,7 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
-from qetool.compiler.kernels import POOL_RUN, tile_config
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS, POOL_RUN, tile_config
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -38,12 +38,13 @@ CASES = {"conv1x1": 300, "dwconv": 120, "conv": 120, "head": 80}
 
 @pytest.fixture(scope="module")
 def runners(tmp_path_factory):
-    """The runner built with the optimized kernels and with the reference ones."""
+    """The runner built with the optimized kernels (every width helper) and with the reference
+    ones."""
     tmp = tmp_path_factory.mktemp("kernels")
     arch = A.load(EXAMPLES / "paper_256k_1m.json")
     model = lower(random_checkpoint(arch, 0))
     g = graph_of(model)
-    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=ALL_WIDTH_HELPERS)
     out = {}
     for kind, name in (("opt", "qe_model_kernels.c"), ("ref", f"{REFERENCE_DIR}/qe_model_kernels.c")):
         d = tmp / kind

@@ -34,8 +34,10 @@ def _closed_form(arch):
     peaks = [cost.sram_table(g)[ba[i]][ba[i + 1]] for i, g in enumerate(geoms)]
     h, _, _, c, _, s = geoms[-1]
     head = cost.head_sram(out_size(h, s), c)
-    flash = (sum(cost.flash_table(g)[b.bits_w] for g, b in zip(geoms, bl))
-             + cost.fixed_flash(c, arch.num_classes, len(bl) - 1, CORE))
+    bw = [b.bits_w for b in bl]
+    flash = (sum(cost.flash_table(g)[w] for g, w in zip(geoms, bw))
+             + cost.fixed_flash(c, arch.num_classes, len(bl) - 1, CORE)
+             + cost.WidthCode(geoms, ba[:-1], HEAD_BITS, CORE).start(bw))
     return peaks, head, flash
 
 
@@ -80,7 +82,10 @@ def test_paper_network_pinned_by_hand():
     scratch = 2 * (8 + 1) * 80
     assert plan(a).arena_bytes == 40 * 40 * 48 + 40 * 40 * 80 + 40 * 40 * 48 * 4 // 8 + scratch == 244_640
     # Flash, from the table: per layer ceil(params * bits / 8) and 9 bytes a channel (13 on a
-    # residual project), each array rounded to 4; 8-bit head; code table.
+    # residual project), each array rounded to 4; 8-bit head; code table, with the width helpers
+    # of its layers: inputs of 4 to 8 bits, rows of 5-, 7- and 8-bit weights, 8-bit and nibble
+    # weights from Flash (the 8-bit ones two channels a pass into b1's 4-bit outputs), 5x5 planes
+    # of 8-bit and narrower codes, the last row's 3x3 ones of 8 bits, residuals.
     al = lambda n: -(-n // 4) * 4  # noqa: E731
     table = [(5, 2, 8, 32, 32, (8, 8)), (5, 1, 32, 48, 80, (8, 8)), (5, 2, 48, 96, 112, (7, 7)),
              (5, 1, 96, 96, 344, (5, 5)), (5, 2, 96, 96, 280, (5, 5)), (5, 1, 96, 128, 320, (4, 4)),
@@ -99,10 +104,13 @@ def test_paper_network_pinned_by_hand():
     weights += 160 * 2
     channel += al(9 * 2)
     t = code_table(CORE)
-    code = t["runtime"] + sum(t[k] for k in ("conv", "conv1x1", "dwconv", "head")) + t["layer"] * (2 + 3 * 18)
+    widths = ("tile_b4", "tile_b5", "tile_b6", "tile_b7", "tile_b8", "row_b5", "row_b7", "row_b8",
+              "dot8_w8", "dot2x4_w8", "pass2_direct", "dot8_w4", "dw_k5", "dw_k5_bits", "dw_merge", "dw_k3", "outputs_res")
+    code = (t["runtime"] + sum(t[k] for k in ("conv", "conv1x1", "dwconv", "head"))
+            + sum(t["widths"][h] for h in widths) + t["layer"] * (2 + 3 * 18))
     f = model_flash(a, CORE)
     assert (f.weights, f.channel, f.code) == (weights, channel, code)
-    assert f.total == 685_872  # the README figure
+    assert f.total == 680_286  # the README figure
     assert f.weights - 320 <= 1.01 * exact  # packed weights within 1 % of the dense count
 
 

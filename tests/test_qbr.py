@@ -2,6 +2,7 @@
 
 import random
 
+from qetool.compiler.pack import code_table
 from qetool.search import cost, qbr
 from qetool.search.space import BITS_A, BITS_W
 
@@ -90,3 +91,29 @@ def test_refine_rejects_what_cannot_fit():
     assert qbr.refine([G1, G2], [8, 8], [8, 8], 10**9, 10, 0, 0, 8, BITS_A, BITS_W, rng) is None
     r = qbr.refine([G1, G2], [8, 8], [8, 8], 10**9, 10**9, 0, 0, 8, BITS_A, BITS_W, rng)
     assert r is not None and r.bits_a == [8, 8]
+
+
+def test_width_code_follows_every_move_of_the_weight_pass():
+    """WidthCode's running bytes after any sequence of bits_w moves equal a fresh count of the
+    helpers the blocks then need (the model's code counts each once); a helper leaves the count
+    only with its last user."""
+    gs = [(40, 3, 0, 8, 3, 2), G1, G2, (20, 16, 64, 24, 5, 2)]
+    ba = [8, 4, 6, 5]
+    rng = random.Random(3)
+    code = cost.WidthCode(gs, ba, 8, "cortex-m7")
+    bw = [8, 8, 8, 8]
+    total = code.start(bw)
+    for _ in range(200):
+        i, b = rng.randrange(len(gs)), rng.choice(BITS_W)
+        total += code.delta(i, bw[i], b)
+        code.move(i, bw[i], b)
+        bw[i] = b
+        assert total == cost.WidthCode(gs, ba, 8, "cortex-m7").start(bw)
+    # G1 and G2 at 8-bit activations share row_b5 at 5-bit weights; at 4 bits (Cin 8, 16 and 48)
+    # both read nibble rows from Flash (dot8_w4) and unpack none
+    t = code_table("cortex-m7")["widths"]
+    shared = cost.WidthCode([G1, G2], [8, 8], 8, "cortex-m7")
+    shared.start([5, 5])
+    assert shared.delta(0, 5, 4) == t["dot8_w4"]  # G2 still needs row_b5
+    shared.move(0, 5, 4)
+    assert shared.delta(1, 5, 4) == -t["row_b5"]  # its last user leaves; dot8_w4 is in already

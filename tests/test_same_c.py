@@ -5,7 +5,8 @@ the graph IR and the TFLite front end (which left the C unchanged); retaken with
 kernels of docs/kernels.md and the re-searched F746 example, and again with the sub-byte store
 and depthwise changes of 2026-12-02 (the F746 example re-searched once more to fit the larger
 kernel code), and with the depthwise merge, the per-width unpacking and the head's pool of the same
-day's second session. A kernel or template change that
+day's second session; and once the kernels file held only the width helpers a model's layers
+need (2026-12-02, third session). A kernel or template change that
 alters the C of arch.json builds on purpose updates them, and says so in its commit."""
 
 import hashlib
@@ -17,8 +18,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "021f3a10bb4208b181476026f08caa86",
-          "searched_f746": "e41b8b5d647717da80f2513f6f3523f5"}
+BEFORE = {"paper_256k_1m": "9588966f83a5cf73cbb898cbd7490560",
+          "searched_f746": "c1e6eaf045c166ebd39b2216606b928d"}
 
 
 def source_digest(build: Path) -> str:

@@ -7,8 +7,10 @@ qe_model_arena, qe_model_layer_output, memset and the intercept).
 
 For each core in qetool.device.boards.CORES, on the first board with that core: compile two
 networks that run every kernel (the paper's Table 1 network, 56 layers, and its first three
-rows at 64 px), build the board image with the board's flags and read the symbols' sizes. A
-kernel's bytes are its function's size and its helpers' (qetool.compiler.kernels.REGISTRY); a layer's bytes are the slope of qe_model_run +
+rows at 64 px), with every width helper rendered, build the board image with the board's flags
+and read the symbols' sizes. A kernel's bytes are its function's size and its fixed helpers'
+(qetool.compiler.kernels.REGISTRY); each width helper has its own entry (`widths`: a model
+counts those its layers need, pack.code_bytes); a layer's bytes are the slope of qe_model_run +
 qe_model_layers over the two networks' layer counts; the runtime is qe_model_input,
 qe_model_arena, qe_model_layer_output and memset plus that line's intercept. Run it whenever a kernel, a template or the compiler flags change
 (docs/memory.md); a test keeps the table within 5 % of the ELF on every core.
@@ -34,7 +36,7 @@ from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
 from qetool.compiler.pack import GRAPH_KERNELS  # noqa: E402
-from qetool.compiler.kernels import REGISTRY  # noqa: E402
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS, REGISTRY  # noqa: E402
 from qetool.compiler.render import DEFAULT_NAME, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
@@ -43,16 +45,17 @@ from qetool.table import render  # noqa: E402
 
 KERNELS = {op: f"{DEFAULT_NAME}_{k.function}" for op, k in REGISTRY.items()}
 HELPERS = {op: tuple(f"{DEFAULT_NAME}_{fn}" for fn in k.helpers) for op, k in REGISTRY.items()}
+WIDTHS = {h: f"{DEFAULT_NAME}_{h}" for h in sorted(ALL_WIDTH_HELPERS)}
 PER_LAYER = (f"{DEFAULT_NAME}_run", f"{DEFAULT_NAME}_layers")
 RUNTIME = (f"{DEFAULT_NAME}_input", f"{DEFAULT_NAME}_arena", f"{DEFAULT_NAME}_layer_output", "memset")
 
 
 def build(arch: A.Arch, board_name: str, out: Path) -> Path:
-    """The board image of `arch` (seeded random weights), built from the rendered sources
-    alone: compile's report would need the very table this tool measures."""
+    """The board image of `arch` (seeded random weights) with every width helper, built from the
+    rendered sources alone: compile's report would need the very table this tool measures."""
     model = lower(random_checkpoint(arch, 0))
     g = graph_of(model)
-    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=ALL_WIDTH_HELPERS)
     for name, text in sources.items():
         (out / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (out / "src" / name).write_text(text)
@@ -67,7 +70,7 @@ def measure(board_name: str, work: Path) -> dict[str, int]:
     for name, arch in (("paper", paper), ("small", small)):
         elf = build(arch, board_name, work / name)
         sizes = symbol_sizes(elf, (*KERNELS.values(), *(h for hs in HELPERS.values() for h in hs),
-                                   *PER_LAYER, *RUNTIME))
+                                   *WIDTHS.values(), *PER_LAYER, *RUNTIME))
         points.append((len(A.layers(arch)), sizes))
     (n1, big), (n0, little) = points
     per_layer = [sum(s[k] for k in PER_LAYER) for s in (big, little)]
@@ -76,6 +79,7 @@ def measure(board_name: str, work: Path) -> dict[str, int]:
     table = {"runtime": sum(big[k] for k in RUNTIME) + intercept}
     table.update({op: big[fn] + sum(big[h] for h in HELPERS.get(op, ())) for op, fn in KERNELS.items()})
     table["layer"] = layer
+    table["widths"] = {h: big[fn] for h, fn in WIDTHS.items()}
     return table
 
 
@@ -130,6 +134,8 @@ def main() -> None:
             cores[cpu]["graph"] = measure_graph(board, Path(tmp) / cpu)
     keys = ["runtime", *REGISTRY, "layer"]
     print(render(("core", *keys), [(cpu, *(f"{t[k]:,}" for k in keys)) for cpu, t in cores.items()]))
+    print(render(("width helper", *cores), [(h, *(f"{t['widths'][h]:,}" for t in cores.values()))
+                                            for h in WIDTHS]))
     gkeys = ["runtime", *GRAPH_KERNELS, "node"]
     print(render(("core (imported)", *gkeys), [(cpu, *(f"{t['graph'][k]:,}" for k in gkeys))
                                                for cpu, t in cores.items()]))

@@ -244,24 +244,57 @@ POOL_RUN = 257
 
 
 def _head_terms(s: LayerShape) -> dict[str, float]:
-    """Head: the average pool's sums (8-bit words per code and per run of POOL_RUN pixels, and
-    for signed codes the offset taken off each sum; else the reader per input width), then the
-    classifier."""
+    """Head: the average pool's sums (8-bit words per code and per run of POOL_RUN pixels, signed
+    codes at the same cost; else the reader per input width), then the classifier."""
     codes = s.h_in * s.w_in * s.cin
     t: dict[str, float] = {"hd.layer": 1, "hd.chan": s.cin, "hd.fc": s.cin * s.cout, "hd.cls": s.cout}
     if s.bits_in != 8 or s.cin % 4:
         t[f"hd.sum.b{s.bits_in}"] = codes
         return t
     t.update({"hd.pool.b8": codes, "hd.pool.run": s.cin // 4 * _ceil(s.h_in * s.w_in, POOL_RUN)})
-    if s.signed_in:
-        t["hd.pool.signed"] = s.cin
     return t
+
+
+def _conv1x1_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out: int,
+                      residual: bool) -> frozenset[str]:
+    """A 1x1 layer's width helpers: its input width's tile function (tile_nib for 3, 5, 6 and
+    7 bits beside nibble weights), its weight width's row function (none for nibble weights, whose
+    rows unpack inline), the direct-from-Flash dot products of 8-bit and nibble weights (the
+    two-channel pass for 4-bit outputs, which pair into bytes), the residual's outputs."""
+    nib, w8 = bits_w == 4 and cin % 8 == 0, bits_w == 8 and cin % 4 == 0
+    out = {"tile_nib" if nib and bits_in not in (4, 8) else f"tile_b{bits_in}"}
+    if not nib:
+        out.add(f"row_b{bits_w}")
+    if w8 or nib:
+        direct = "w8" if w8 else "w4"
+        out.add(f"dot8_{direct}")
+        if bits_out == 4:
+            out.update((f"dot2x4_{direct}", "pass2_direct"))
+    if residual:
+        out.add("outputs_res")
+    return frozenset(out)
+
+
+def _dwconv_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out: int,
+                     residual: bool) -> frozenset[str]:
+    """A depthwise layer's unrolled plane for its kernel size and output kind (k = 3, 5, 7;
+    narrower codes with the merge); any other kernel takes the generic plane."""
+    if kernel not in (3, 5, 7):
+        return frozenset()
+    return frozenset((f"dw_k{kernel}",) if bits_out == 8 else (f"dw_k{kernel}_bits", "dw_merge"))
+
+
+def _no_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out: int,
+                 residual: bool) -> frozenset[str]:
+    return frozenset()
 
 
 @dataclass(frozen=True)
 class Kernel:
     """One kernel: the op it runs, its C function and the static helpers it calls (both after
-    the model's name; their code counts with the op's in code_sizes.json), the order it reads its
+    the model's name; their code counts with the op's in code_sizes.json), its width helpers
+    (functions rendered only where a layer needs them, by `variants(kernel, Cin, bits_in, bits_w,
+    bits_out, residual)`: code_sizes.json counts each once per model), the order it reads its
     weights in, the kernel sizes and strides it accepts (None: any), whether its input must be
     unsigned, its scratch in bytes before rounding to 4 (arguments: kernel, Cin, H, W,
     padding), and its cost terms: the counts (loop trips, rows, outputs, calls) its instructions
@@ -271,6 +304,8 @@ class Kernel:
     op: str
     function: str
     helpers: tuple[str, ...]
+    width_helpers: tuple[str, ...]
+    variants: Callable[[int, int, int, int, int, bool], frozenset[str]]
     layout: str
     kernels: tuple[int, ...] | None
     strides: tuple[int, ...] | None
@@ -280,23 +315,32 @@ class Kernel:
 
 
 REGISTRY: dict[str, Kernel] = {k.op: k for k in (
-    Kernel("conv", "conv_hwc", ("gather",), "OHWI", None, None, False, _conv_scratch,
-           _conv_terms),
+    Kernel("conv", "conv_hwc", ("gather",), (), _no_variants, "OHWI", None, None, False,
+           _conv_scratch, _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
-           ("dot8", "dot8_w8", "dot8_w4", "dot2x4", "dot2x4_w8", "dot2x4_w4", "dot_tail",
-            "unpack_tile", *(f"tile_b{b}" for b in range(3, 9)), "tile_nib", "unpack_row",
-            *(f"row_b{b}" for b in range(2, 9)), "outputs", "outputs_bits", "outputs2",
-            "outputs_res", "bytes_tail", "read_pairs"),
+           ("dot8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs", "outputs_bits",
+            "outputs2", "bytes_tail", "read_pairs"),
+           (*(f"tile_b{b}" for b in range(3, 9)), "tile_nib", *(f"row_b{b}" for b in range(2, 9)),
+            "dot8_w8", "dot8_w4", "dot2x4_w8", "dot2x4_w4", "pass2_direct", "outputs_res"), _conv1x1_variants,
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
-    Kernel("dwconv", "dwconv_hwc_inplace",
-           ("dw_channel", *(f"dw_k{k}{s}" for k in (3, 5, 7) for s in ("", "_bits")), "dw_merge",
-            "dw_plane", "dw_fill", "dw_weights"), "CHW",
-           tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
-    Kernel("head", "head", ("head_pool", "head_sums"), "KC (int8)", None, None, False, _head_scratch,
-           _head_terms),
+    Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill", "dw_weights"),
+           (*(f"dw_k{k}{s}" for k in (3, 5, 7) for s in ("", "_bits")), "dw_merge"), _dwconv_variants,
+           "CHW", tuple(range(1, 16)), None, True, _dwconv_scratch, _dwconv_terms),
+    Kernel("head", "head", ("head_pool", "head_sums"), (), _no_variants, "KC (int8)", None, None,
+           False, _head_scratch, _head_terms),
 )}
 """qetool's kernels by op. The 1x1 helpers serve the stem's tiles too: both ops are in every
 arch.json network."""
+
+ALL_WIDTH_HELPERS = frozenset(h for k in REGISTRY.values() for h in k.width_helpers)
+"""Every width helper: what a build for every width renders (the kernel tests, the benches)."""
+
+
+def layer_variants(op: str, kernel: int, cin: int, bits_in: int, bits_w: int, bits_out: int,
+                   residual: bool) -> frozenset[str]:
+    """The width helpers one layer needs (Kernel.variants); a model renders the union of its
+    layers' (docs/kernels.md)."""
+    return REGISTRY[op].variants(kernel, cin, bits_in, bits_w, bits_out, residual)
 
 
 def kernel(op: str) -> Kernel:

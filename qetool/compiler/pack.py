@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from qetool.arch import Arch, Layer, layers
+from qetool.arch import Arch, Layer, layers, tensors
 from qetool.compiler import ir
 from qetool.compiler.ir import arch_op, op_params, own_kernels
+from qetool.compiler.kernels import layer_variants
 from qetool.errors import QetoolError
 
 ALIGN = 4
@@ -39,19 +40,20 @@ GRAPH_KERNELS = ("conv2d", "depthwise_conv2d", "fully_connected", "add", "avg_po
 
 CODE_SIZES = Path(__file__).with_name("code_sizes.json")
 """Code bytes per kernel and core, measured from the ELF by `make code-sizes` (docs/memory.md)."""
-CODE_SIZES_FORMAT = "qetool-code-sizes/1"
+CODE_SIZES_FORMAT = "qetool-code-sizes/2"
 
 
 @lru_cache(maxsize=None)
-def code_table(core: str) -> dict[str, int]:
-    """Code bytes on `core` (a -mcpu name): each op's kernel, `runtime` (qe_model_input,
+def code_table(core: str) -> dict:
+    """Code bytes on `core` (a -mcpu name): each op's kernel with its fixed helpers, `widths`
+    (each width helper, kernels.Kernel.width_helpers), `runtime` (qe_model_input,
     qe_model_arena, the fixed part of qe_model_run, libc's memset) and `layer` (one layer's call
     in qe_model_run with its hooks, and its descriptor); `graph` holds the same for imported
     models (graph_code_bytes)."""
     doc = json.loads(CODE_SIZES.read_text())
-    if core not in doc["cores"]:
-        raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} "
-                          f"(measured: {', '.join(doc['cores'])}; run `make code-sizes`)")
+    if doc.get("format") != CODE_SIZES_FORMAT or core not in doc["cores"]:
+        raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} of format "
+                          f"{CODE_SIZES_FORMAT} (run `make code-sizes`)")
     return doc["cores"][core]
 
 
@@ -80,10 +82,12 @@ def channel_bytes(cout: int, residual: bool) -> int:
     return align(CHANNEL_BYTES * cout) + (RESIDUAL_CHANNEL_BYTES * cout if residual else 0)
 
 
-def code_bytes(kernels: set[str], n_layers: int, core: str) -> int:
-    """Code bytes on `core`: the runtime, each distinct kernel once, and one call per layer."""
+def code_bytes(kernels: set[str], widths: frozenset[str], n_layers: int, core: str) -> int:
+    """Code bytes on `core`: the runtime, each distinct kernel once, each width helper a layer
+    needs once, and one call per layer."""
     t = code_table(core)
-    return t["runtime"] + sum(t[k] for k in kernels) + t["layer"] * n_layers
+    return (t["runtime"] + sum(t[k] for k in kernels) + sum(t["widths"][h] for h in widths)
+            + t["layer"] * n_layers)
 
 
 def graph_code_bytes(kernels: set[str], n_nodes: int, core: str) -> int:
@@ -93,10 +97,22 @@ def graph_code_bytes(kernels: set[str], n_nodes: int, core: str) -> int:
     return t["runtime"] + sum(t[k] for k in kernels) + t["node"] * n_nodes
 
 
-def kernel_code_bytes(ls: list[Layer], core: str) -> int:
-    """code_bytes of the kernels a layer list instantiates (one per op; a residual project
-    uses the 1x1 kernel)."""
-    return code_bytes({layer.op for layer in ls}, len(ls), core)
+def arch_width_helpers(arch: Arch) -> frozenset[str]:
+    """The width helpers an arch.json network's layers need (kernels.layer_variants)."""
+    ts = tensors(arch)
+    return frozenset().union(*(
+        layer_variants(layer.op, layer.kernel, layer.cin, ts[layer.input].bits, layer.bits_w,
+                       ts[layer.id].bits, layer.residual is not None) for layer in layers(arch)))
+
+
+def graph_width_helpers(g: ir.Graph) -> frozenset[str]:
+    """The width helpers of a graph of qetool's own kernels (kernels.layer_variants)."""
+    out: set[str] = set()
+    for n in g.nodes:
+        x, y = g.tensors[n.inputs[0]], g.tensors[n.output]
+        out |= layer_variants(arch_op(n), n.window.kernel_h if n.window else 1, x.shape[3], x.bits,
+                              n.bits_w, y.bits, len(n.inputs) > 1)
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -144,7 +160,7 @@ def graph_flash(g: ir.Graph, core: str) -> Flash:
             ch = 12 * len(n.requant.bias) if n.requant is not None else 0
             rows.append(LayerFlash(n.name, w, ch + 4 * len(op_params(n))))
     if all(own_kernels(n) for n in g.nodes):
-        code = code_bytes({arch_op(n) for n in g.nodes}, len(g.nodes), core)
+        code = code_bytes({arch_op(n) for n in g.nodes}, graph_width_helpers(g), len(g.nodes), core)
     else:
         code = graph_code_bytes({n.op for n in g.nodes if n.op in GRAPH_KERNELS}, len(g.nodes), core)
     return Flash(tuple(rows), code)
@@ -159,7 +175,8 @@ def model_flash(arch: Arch, core: str) -> Flash:
     """Every layer's weights and per-channel data (the head included) plus kernel code on
     `core`."""
     ls = layers(arch)
-    return Flash(tuple(layer_flash(layer) for layer in ls), kernel_code_bytes(ls, core))
+    return Flash(tuple(layer_flash(layer) for layer in ls),
+                 code_bytes({layer.op for layer in ls}, arch_width_helpers(arch), len(ls), core))
 
 
 # ---------------------------------------------------------------------------------------------

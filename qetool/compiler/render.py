@@ -23,7 +23,7 @@ from qetool.compiler.ir import IOTensor, arch_op, graph_io
 from qetool.compiler.ir_plan import GraphPlan, tensor_bytes
 from qetool.compiler.lower import LoweredModel
 from qetool.compiler.kernels import CONV1X1_TILE, POOL_RUN, REGISTRY, SUBTILES, check_layer
-from qetool.compiler.pack import GRAPH_KERNELS, pack_padded
+from qetool.compiler.pack import GRAPH_KERNELS, graph_width_helpers, pack_padded
 from qetool.compiler.plan import Plan
 from qetool.compiler.render_graph import SOURCES as GRAPH_SOURCES
 from qetool.compiler.render_graph import graph_context
@@ -59,7 +59,7 @@ def check_name(name: object, where: str = "--name") -> str:
 def model_symbols(name: str) -> tuple[str, ...]:
     """The ELF symbols that make up a model's code: its kernels (either front end's), its
     functions, its layer table."""
-    return (*(f"{name}_{fn}" for k in REGISTRY.values() for fn in (k.function, *k.helpers)),
+    return (*(f"{name}_{fn}" for k in REGISTRY.values() for fn in (k.function, *k.helpers, *k.width_helpers)),
             *(f"{name}_{fn}" for fn in GRAPH_KERNELS),
             *(f"{name}_{fn}" for fn in ("run", "input", "arena", "layer_output", "layers")))
 
@@ -146,28 +146,32 @@ def layer_context(g: ir.Graph, p: GraphPlan, name: str) -> list[LayerC]:
     return out
 
 
-def _own_context(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: str) -> dict:
+def _own_context(g: ir.Graph, p: GraphPlan, model_hash: str, name: str, title: str,
+                 widths: frozenset[str]) -> dict:
     """The template context of a graph of qetool's own kernels (templates/kernels.*, model.c,
-    weights.*)."""
+    weights.*); `widths` the width helpers to render."""
     layers = layer_context(g, p, name)
     x, y = graph_io(g)
     return dict(title=title, p=name, P=name.upper(), model_hash=model_hash, x=x, y=y,
                 num_classes=g.output_tensor().elements,
                 input_bytes=p.where[g.input].size, input_offset=p.offset(g.input),
                 arena_bytes=p.arena_bytes, layers=layers, kernels=sorted({l.op for l in layers}),
-                conv1x1_tile=CONV1X1_TILE, subtiles=SUBTILES, pool_run=POOL_RUN)
+                widths=widths, conv1x1_tile=CONV1X1_TILE, subtiles=SUBTILES, pool_run=POOL_RUN)
 
 
 def render_sources(g: ir.Graph, p: GraphPlan, model_hash: str, name: str = DEFAULT_NAME,
-                   title: str | None = None) -> dict[str, str]:
+                   title: str | None = None, widths: frozenset[str] | None = None) -> dict[str, str]:
     """The generated C files of a graph IR and its plan, by file name; every global symbol
     starts with `name`. The kernel family follows the graph's requantization: qetool's own
-    sub-byte kernels (single rounding: templates kernels.*, model.c, weights.*) or the
-    TFLM-arithmetic int8 ones (double rounding: templates graph_*, render_graph)."""
+    sub-byte kernels (single rounding: templates kernels.*, model.c, weights.*), with the width
+    helpers its layers need (pack.graph_width_helpers; `widths` overrides them: the kernel tests
+    and benches render kernels.ALL_WIDTH_HELPERS), or the TFLM-arithmetic int8 ones (double
+    rounding: templates graph_*, render_graph)."""
     own = {ir.own_kernels(n) for n in g.nodes}
     if own == {True}:
-        return render_files(SOURCES, name, _own_context(g, p, model_hash, name,
-                                                        title or f"qetool model {model_hash}"))
+        return render_files(SOURCES, name, _own_context(
+            g, p, model_hash, name, title or f"qetool model {model_hash}",
+            graph_width_helpers(g) if widths is None else widths))
     if True in own:
         raise QetoolError("a graph mixing qetool's sub-byte kernels with TFLM-arithmetic ones "
                           "cannot be rendered yet")

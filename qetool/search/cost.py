@@ -11,15 +11,19 @@ bytes for every bit width, so evaluating a candidate is only list indexing:
         stem:   image + output + scratch
         block:  max(x + E + s_e,  r*x + E + s_d,  r*x + E + y + s_p),  r = 1 with a residual
     flash_table(g)[w]: packed weights + per-channel data of its layers at bits_w = w.
+    block_widths(g, a, w, an): the width helpers its layers need (kernels.layer_variants); the
+        model's kernel code counts each helper some instance needs once (WidthCode).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
 from qetool.arch import HEAD_BITS, out_size
-from qetool.compiler.pack import act_bytes, channel_bytes, code_bytes, weight_bytes
+from qetool.compiler.kernels import layer_variants
+from qetool.compiler.pack import act_bytes, channel_bytes, code_bytes, code_table, weight_bytes
 from qetool.compiler.plan import scratch_bytes
 
 Geom = tuple[int, int, int, int, int, int]
@@ -98,9 +102,54 @@ def head_sram(h: int, c: int) -> int:
 @lru_cache(maxsize=None)
 def fixed_flash(c: int, classes: int, n_blocks: int, core: str) -> int:
     """Flash that no bit width changes: the 8-bit head and the kernel code on `core` of a model
-    with `n_blocks` mbconv instances (every model runs all four kernels)."""
+    with `n_blocks` mbconv instances (every model runs all four kernels) but its width helpers
+    (WidthCode)."""
     return (weight_bytes(c * classes, HEAD_BITS) + channel_bytes(classes, False)
-            + code_bytes({"conv", "conv1x1", "dwconv", "head"}, 2 + 3 * n_blocks, core))
+            + code_bytes({"conv", "conv1x1", "dwconv", "head"}, frozenset(), 2 + 3 * n_blocks, core))
+
+
+@lru_cache(maxsize=None)
+def block_widths(g: Geom, a: int, w: int, an: int) -> frozenset[str]:
+    """The width helpers instance `g` needs with its own bits_a = a, bits_w = w and the next
+    block's an: the stem's, or those of expand (a -> a), depthwise (a -> a) and project (a -> an,
+    with a residual where the block has one). The head needs none."""
+    h, cin, btn, cout, k, s = g
+    if btn == 0:
+        return layer_variants("conv", k, cin, a, w, an, False)
+    return (layer_variants("conv1x1", 1, cin, a, w, a, False) | layer_variants("dwconv", k, btn, a, w, a, False)
+            | layer_variants("conv1x1", 1, btn, a, w, an, is_residual(g)))
+
+
+class WidthCode:
+    """The width helpers' code bytes on `core` of a candidate whose bits_a are fixed (`ba`, the
+    last instance's output at `last_bits`) while QBR changes its bits_w: how many instances use
+    each helper, and the bytes of those some instance uses."""
+
+    def __init__(self, geoms: list[Geom], ba: list[int], last_bits: int, core: str):
+        self._sizes = code_table(core)["widths"]
+        self._keys = [(g, a, an) for g, a, an in zip(geoms, ba, ba[1:] + [last_bits])]
+        self._users: Counter[str] = Counter()
+
+    def _of(self, i: int, w: int) -> frozenset[str]:
+        g, a, an = self._keys[i]
+        return block_widths(g, a, w, an)
+
+    def start(self, bw: list[int]) -> int:
+        """Count the helpers of bits_w = bw; their bytes."""
+        self._users = Counter(h for i, w in enumerate(bw) for h in self._of(i, w))
+        return sum(self._sizes[h] for h in self._users)
+
+    def delta(self, i: int, old: int, new: int) -> int:
+        """The change in bytes if instance i went from bits_w old to new."""
+        a, b = self._of(i, old), self._of(i, new)
+        return (sum(self._sizes[h] for h in b - a if not self._users[h])
+                - sum(self._sizes[h] for h in a - b if self._users[h] == 1))
+
+    def move(self, i: int, old: int, new: int) -> None:
+        """Instance i goes from bits_w old to new."""
+        self._users.subtract(self._of(i, old))
+        self._users.update(self._of(i, new))
+        self._users = +self._users
 
 
 @lru_cache(maxsize=None)

@@ -116,7 +116,8 @@ def evaluate(genome: Genome, cfg: SearchConfig, rng: random.Random) -> Candidate
     ba, bw = space.flat_bits(genome)
     fixed = cost.fixed_flash(cout, cfg.num_classes, len(geoms) - 1, cfg.core)
     refined = qbr.refine(geoms, ba, bw, cfg.sram_budget, cfg.flash_budget, fixed,
-                         cost.head_sram(last_h, cout), HEAD_BITS, space.BITS_A, space.BITS_W, rng)
+                         cost.head_sram(last_h, cout), HEAD_BITS, space.BITS_A, space.BITS_W, rng,
+                         core=cfg.core)
     if refined is None:
         return None
     child = space.with_flat_bits(genome, refined.bits_a, refined.bits_w)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from qetool.search.cost import Geom, flash_table, sram_table
+from qetool.search.cost import Geom, WidthCode, flash_table, sram_table
 
 MAX_ACT_PASSES = 4
 
@@ -73,11 +73,12 @@ def activation_pass(geoms: list[Geom], ba: list[int], budget: int, allowed: tupl
 
 
 def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
-                allowed: tuple[int, ...], rng: random.Random) -> int:
-    """Step 2, in place on `bw`; `fixed` is the Flash no bits_w changes. Returns model Flash."""
+                allowed: tuple[int, ...], rng: random.Random, code: WidthCode | None = None) -> int:
+    """Step 2, in place on `bw`; `fixed` is the Flash no bits_w changes, `code` the width
+    helpers' code, which bits_w do change (None: none counted). Returns model Flash."""
     tables = [flash_table(g) for g in geoms]
     sizes = [t[b] for t, b in zip(tables, bw)]
-    total = fixed + sum(sizes)
+    total = fixed + sum(sizes) + (code.start(bw) if code else 0)
     if total > budget:
         for i in sorted(range(len(bw)), key=lambda i: (-sizes[i], i)):
             if total <= budget:
@@ -86,6 +87,9 @@ def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
             if smaller:
                 b = rng.choice(smaller)
                 total += tables[i][b] - sizes[i]
+                if code:
+                    total += code.delta(i, bw[i], b)
+                    code.move(i, bw[i], b)
                 bw[i] = b
     else:
         for i in sorted(range(len(bw)), key=lambda i: (sizes[i], i)):
@@ -93,10 +97,12 @@ def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
             if not larger:
                 continue
             b = rng.choice(larger)
-            new = total + tables[i][b] - sizes[i]
+            new = total + tables[i][b] - sizes[i] + (code.delta(i, bw[i], b) if code else 0)
             if new > budget:
                 break
             total = new
+            if code:
+                code.move(i, bw[i], b)
             bw[i] = b
     return total
 
@@ -109,11 +115,13 @@ def peak_sram(geoms: list[Geom], ba: list[int], last_bits: int, head: int) -> in
 
 def refine(geoms: list[Geom], ba: list[int], bw: list[int], sram_budget: int, flash_budget: int,
            fixed_flash: int, head_sram: int, last_bits: int, bits_a: tuple[int, ...],
-           bits_w: tuple[int, ...], rng: random.Random) -> Refined | None:
-    """Steps 1 to 3 on copies of `ba` and `bw`; None when the candidate does not fit."""
+           bits_w: tuple[int, ...], rng: random.Random, core: str | None = None) -> Refined | None:
+    """Steps 1 to 3 on copies of `ba` and `bw`; None when the candidate does not fit. With
+    `core`, model Flash counts the width helpers' code on it (cost.WidthCode)."""
     ba, bw = list(ba), list(bw)
     activation_pass(geoms, ba, sram_budget, bits_a, last_bits)
-    flash = weight_pass(geoms, bw, flash_budget, fixed_flash, bits_w, rng)
+    code = WidthCode(geoms, ba, last_bits, core) if core else None
+    flash = weight_pass(geoms, bw, flash_budget, fixed_flash, bits_w, rng, code)
     peak = peak_sram(geoms, ba, last_bits, head_sram)
     if peak > sram_budget or flash > flash_budget:
         return None
