@@ -21,7 +21,7 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
-from qetool.compiler.kernels import ALL_WIDTH_HELPERS, POOL_RUN, tile_config
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS, POOL_RUN, layer_variants, tile_config
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -201,3 +201,25 @@ def test_the_head_cases_reach_every_pool():
             seen.add(("reader", sign))
     assert seen == {(path, sign) for path in ("words", "words, long", "reader") for sign in ("signed", "unsigned")}
 
+
+
+def test_each_width_pair_alone_renders_kernels_that_compile_cleanly(tmp_path):
+    """A model renders only the width helpers its layers need (kernels.layer_variants), so every
+    dispatch must compile without a warning when it names few: one block's helpers (expand,
+    depthwise, a residual project; Cin 16, nibble rows at 4 bits, or 12) for each of the 42
+    (bits_a, bits_w) pairs, the depthwise kernel 3, 5, 7 or 9 (no unrolled plane)."""
+    arch = A.load(EXAMPLES / "paper_256k_1m.json")
+    model = lower(random_checkpoint(arch, 0))
+    g = graph_of(model)
+    gp = graph_plan(g, plan(arch))
+    pairs = [(a, w) for a in range(3, 9) for w in range(2, 9)]
+    for i, (a, w) in enumerate(pairs):
+        cin, k = (16, 12)[i % 2], (3, 5, 7, 9)[i % 4]
+        widths = (layer_variants("conv1x1", 1, cin, a, w, a, False) | layer_variants("dwconv", k, cin, a, w, a, False)
+                  | layer_variants("conv1x1", 1, cin, a, w, a, True))
+        sources = render_sources(g, gp, model.model_hash, widths=widths)
+        for name in ("qe_model_kernels.h", "qe_model_kernels.c"):
+            (tmp_path / name).write_text(sources[name])
+        r = subprocess.run(["gcc", *WARNINGS, "-fsyntax-only", f"-I{tmp_path}", str(tmp_path / "qe_model_kernels.c")],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"a{a}/w{w}, Cin {cin}, k {k}: {sorted(widths)}\n{r.stderr}"

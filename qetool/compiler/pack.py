@@ -51,9 +51,11 @@ def code_table(core: str) -> dict:
     in qe_model_run with its hooks, and its descriptor); `graph` holds the same for imported
     models (graph_code_bytes)."""
     doc = json.loads(CODE_SIZES.read_text())
-    if doc.get("format") != CODE_SIZES_FORMAT or core not in doc["cores"]:
-        raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} of format "
-                          f"{CODE_SIZES_FORMAT} (run `make code-sizes`)")
+    if doc.get("format") != CODE_SIZES_FORMAT:
+        raise QetoolError(f"{CODE_SIZES.name} is not {CODE_SIZES_FORMAT} (run `make code-sizes`)")
+    if core not in doc["cores"]:
+        raise QetoolError(f"no kernel code sizes for {core} in {CODE_SIZES.name} "
+                          f"(measured: {', '.join(doc['cores'])}; run `make code-sizes`)")
     return doc["cores"][core]
 
 
