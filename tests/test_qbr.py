@@ -94,26 +94,45 @@ def test_refine_rejects_what_cannot_fit():
 
 
 def test_width_code_follows_every_move_of_the_weight_pass():
-    """WidthCode's running bytes after any sequence of bits_w moves equal a fresh count of the
-    helpers the blocks then need (the model's code counts each once); a helper leaves the count
-    only with its last user."""
+    """WidthCode's running bytes after any sequence of bits_w moves are at least a fresh count of
+    the helpers the blocks then need (a move frees nothing until settle) and settle makes them
+    exactly that count (the model's code counts each helper once)."""
     gs = [(40, 3, 0, 8, 3, 2), G1, G2, (20, 16, 64, 24, 5, 2)]
     ba = [8, 4, 6, 5]
     rng = random.Random(3)
     code = cost.WidthCode(gs, ba, 8, "cortex-m7")
     bw = [8, 8, 8, 8]
     total = code.start(bw)
-    for _ in range(200):
+    for step in range(200):
         i, b = rng.randrange(len(gs)), rng.choice(BITS_W)
-        total += code.delta(i, bw[i], b)
-        code.move(i, bw[i], b)
+        total += code.delta(i, b)
+        code.move(i, b)
         bw[i] = b
-        assert total == cost.WidthCode(gs, ba, 8, "cortex-m7").start(bw)
+        fresh = cost.WidthCode(gs, ba, 8, "cortex-m7").start(bw)
+        assert total >= fresh
+        if step % 10 == 0:
+            total += code.settle(bw)
+            assert total == fresh
     # G1 and G2 at 8-bit activations share row_b5 at 5-bit weights; at 4 bits (Cin 8, 16 and 48)
     # both read nibble rows from Flash (dot8_w4) and unpack none
     t = code_table("cortex-m7")["widths"]
     shared = cost.WidthCode([G1, G2], [8, 8], 8, "cortex-m7")
     shared.start([5, 5])
-    assert shared.delta(0, 5, 4) == t["dot8_w4"]  # G2 still needs row_b5
-    shared.move(0, 5, 4)
-    assert shared.delta(1, 5, 4) == -t["row_b5"]  # its last user leaves; dot8_w4 is in already
+    assert shared.delta(0, 4) == t["dot8_w4"]
+    shared.move(0, 4)
+    assert shared.delta(1, 4) == 0  # dot8_w4 is counted already
+    shared.move(1, 4)
+    assert shared.settle([4, 4]) == -t["row_b5"]  # no block reads 5-bit rows any more
+
+
+def test_weight_pass_counts_the_width_helpers_exactly():
+    """With the helpers' code, the weight pass returns exact model Flash within the budget."""
+    gs = [(40, 3, 0, 8, 3, 2), G1, G2]
+    ba = [8, 8, 8]
+    for seed in range(20):
+        bw = [8, 8, 8]
+        code = cost.WidthCode(gs, ba, 8, "cortex-m7")
+        budget = _flash(gs, [5, 5, 5]) + 4000 + 300 * seed
+        total = qbr.weight_pass(gs, bw, budget, 1000, BITS_W, random.Random(seed), code)
+        assert total == 1000 + _flash(gs, bw) + cost.WidthCode(gs, ba, 8, "cortex-m7").start(bw)
+        assert total <= budget

@@ -18,8 +18,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "9588966f83a5cf73cbb898cbd7490560",
-          "searched_f746": "c1e6eaf045c166ebd39b2216606b928d"}
+BEFORE = {"paper_256k_1m": "6f8893842bdf8097e3f05572423c6dc2",
+          "searched_f746": "ba3dd144e598e8f3642c632b67aedf6c"}
 
 
 def source_digest(build: Path) -> str:

@@ -17,12 +17,12 @@ bytes for every bit width, so evaluating a candidate is only list indexing:
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, reduce
+from operator import or_
 
 from qetool.arch import HEAD_BITS, out_size
-from qetool.compiler.kernels import layer_variants
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS, layer_variants
 from qetool.compiler.pack import act_bytes, channel_bytes, code_bytes, code_table, weight_bytes
 from qetool.compiler.plan import scratch_bytes
 
@@ -120,36 +120,70 @@ def block_widths(g: Geom, a: int, w: int, an: int) -> frozenset[str]:
             | layer_variants("conv1x1", 1, btn, a, w, an, is_residual(g)))
 
 
+_HELPERS = tuple(sorted(ALL_WIDTH_HELPERS))
+"""Bit i of a helper mask stands for _HELPERS[i]."""
+
+
+@lru_cache(maxsize=None)
+def _block_masks(g: Geom, a: int, an: int) -> tuple[int, ...]:
+    """block_widths as bit masks over _HELPERS, indexed by bits_w (0 where below the format's
+    minimum)."""
+    return tuple(sum(1 << i for i, h in enumerate(_HELPERS) if h in block_widths(g, a, w, an)) if w >= 2 else 0
+                 for w in _BITS)
+
+
+class _MaskBytes(dict):
+    """Bytes of a helper mask on one core, remembered (a search meets few distinct masks)."""
+
+    def __init__(self, core: str):
+        super().__init__()
+        widths = code_table(core)["widths"]
+        self._sizes = [widths[h] for h in _HELPERS]
+
+    def __missing__(self, mask: int) -> int:
+        self[mask] = sum(size for i, size in enumerate(self._sizes) if mask >> i & 1)
+        return self[mask]
+
+
+@lru_cache(maxsize=None)
+def _mask_bytes(core: str) -> _MaskBytes:
+    return _MaskBytes(core)
+
+
 class WidthCode:
     """The width helpers' code bytes on `core` of a candidate whose bits_a are fixed (`ba`, the
-    last instance's output at `last_bits`) while QBR changes its bits_w: how many instances use
-    each helper, and the bytes of those some instance uses."""
+    last instance's output at `last_bits`) while QBR changes its bits_w: each instance's helpers
+    as a bit mask over _HELPERS and the union counted so far. A move adds the helpers it needs
+    and frees none (an upper bound, cheap enough for every move); `settle` makes the count
+    exact."""
 
     def __init__(self, geoms: list[Geom], ba: list[int], last_bits: int, core: str):
-        self._sizes = code_table(core)["widths"]
-        self._keys = [(g, a, an) for g, a, an in zip(geoms, ba, ba[1:] + [last_bits])]
-        self._users: Counter[str] = Counter()
+        self._bytes = _mask_bytes(core).__getitem__
+        self._by_w = [_block_masks(g, a, an) for g, a, an in zip(geoms, ba, ba[1:] + [last_bits])]
+        self._union = 0
 
-    def _of(self, i: int, w: int) -> frozenset[str]:
-        g, a, an = self._keys[i]
-        return block_widths(g, a, w, an)
+    def _exact(self, bw: list[int]) -> int:
+        return reduce(or_, (m[w] for m, w in zip(self._by_w, bw)), 0)
 
     def start(self, bw: list[int]) -> int:
-        """Count the helpers of bits_w = bw; their bytes."""
-        self._users = Counter(h for i, w in enumerate(bw) for h in self._of(i, w))
-        return sum(self._sizes[h] for h in self._users)
+        """The instances at bits_w = bw; the bytes of their helpers."""
+        self._union = self._exact(bw)
+        return self._bytes(self._union)
 
-    def delta(self, i: int, old: int, new: int) -> int:
-        """The change in bytes if instance i went from bits_w old to new."""
-        a, b = self._of(i, old), self._of(i, new)
-        return (sum(self._sizes[h] for h in b - a if not self._users[h])
-                - sum(self._sizes[h] for h in a - b if self._users[h] == 1))
+    def delta(self, i: int, new: int) -> int:
+        """The bytes counted more if instance i went to bits_w = new: the helpers it adds."""
+        return self._bytes(self._by_w[i][new] & ~self._union)
 
-    def move(self, i: int, old: int, new: int) -> None:
-        """Instance i goes from bits_w old to new."""
-        self._users.subtract(self._of(i, old))
-        self._users.update(self._of(i, new))
-        self._users = +self._users
+    def move(self, i: int, new: int) -> None:
+        """Instance i goes to bits_w = new."""
+        self._union |= self._by_w[i][new]
+
+    def settle(self, bw: list[int]) -> int:
+        """The change (<= 0) from the bytes counted to the exact bytes of bits_w = bw."""
+        exact = self._exact(bw)
+        change = self._bytes(exact) - self._bytes(self._union)
+        self._union = exact
+        return change
 
 
 @lru_cache(maxsize=None)

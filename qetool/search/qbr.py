@@ -10,7 +10,9 @@ paper leaves open:
 2. Weight pass, once: if model Flash exceeds F, from the instance with the most weight bytes
    down, set bits_w to a random smaller allowed value until the total fits; else from the
    smallest up, raise bits_w to a random larger allowed value, stopping at the first raise that
-   would exceed F. An instance with no allowed choice is skipped.
+   would exceed F. An instance with no allowed choice is skipped. Model Flash includes the
+   width helpers' code (cost.WidthCode): a move counts the helpers it adds at once and those it
+   leaves unused only at the end, so every step's total is an upper bound and the result exact.
 3. A final check: a candidate that does not fit both budgets is rejected (None).
 """
 
@@ -75,7 +77,9 @@ def activation_pass(geoms: list[Geom], ba: list[int], budget: int, allowed: tupl
 def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
                 allowed: tuple[int, ...], rng: random.Random, code: WidthCode | None = None) -> int:
     """Step 2, in place on `bw`; `fixed` is the Flash no bits_w changes, `code` the width
-    helpers' code, which bits_w do change (None: none counted). Returns model Flash."""
+    helpers' code, which bits_w do change (None: none counted; while the pass moves, a helper a
+    move leaves unused stays counted, so the running total is an upper bound and the budget holds;
+    the total returned is exact). Returns model Flash."""
     tables = [flash_table(g) for g in geoms]
     sizes = [t[b] for t, b in zip(tables, bw)]
     total = fixed + sum(sizes) + (code.start(bw) if code else 0)
@@ -88,8 +92,8 @@ def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
                 b = rng.choice(smaller)
                 total += tables[i][b] - sizes[i]
                 if code:
-                    total += code.delta(i, bw[i], b)
-                    code.move(i, bw[i], b)
+                    total += code.delta(i, b)
+                    code.move(i, b)
                 bw[i] = b
     else:
         for i in sorted(range(len(bw)), key=lambda i: (sizes[i], i)):
@@ -97,14 +101,14 @@ def weight_pass(geoms: list[Geom], bw: list[int], budget: int, fixed: int,
             if not larger:
                 continue
             b = rng.choice(larger)
-            new = total + tables[i][b] - sizes[i] + (code.delta(i, bw[i], b) if code else 0)
+            new = total + tables[i][b] - sizes[i] + (code.delta(i, b) if code else 0)
             if new > budget:
                 break
             total = new
             if code:
-                code.move(i, bw[i], b)
+                code.move(i, b)
             bw[i] = b
-    return total
+    return total + (code.settle(bw) if code else 0)
 
 
 def peak_sram(geoms: list[Geom], ba: list[int], last_bits: int, head: int) -> int:
