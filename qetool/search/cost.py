@@ -108,7 +108,6 @@ def fixed_flash(c: int, classes: int, n_blocks: int, core: str) -> int:
             + code_bytes({"conv", "conv1x1", "dwconv", "head"}, frozenset(), 2 + 3 * n_blocks, core))
 
 
-@lru_cache(maxsize=None)
 def block_widths(g: Geom, a: int, w: int, an: int) -> frozenset[str]:
     """The width helpers instance `g` needs with its own bits_a = a, bits_w = w and the next
     block's an: the stem's, or those of expand (a -> a), depthwise (a -> a) and project (a -> an,
@@ -128,8 +127,8 @@ _HELPERS = tuple(sorted(ALL_WIDTH_HELPERS))
 def _block_masks(g: Geom, a: int, an: int) -> tuple[int, ...]:
     """block_widths as bit masks over _HELPERS, indexed by bits_w (0 where below the format's
     minimum)."""
-    return tuple(sum(1 << i for i, h in enumerate(_HELPERS) if h in block_widths(g, a, w, an)) if w >= 2 else 0
-                 for w in _BITS)
+    names = [block_widths(g, a, w, an) if w >= 2 else frozenset() for w in _BITS]
+    return tuple(sum(1 << i for i, h in enumerate(_HELPERS) if h in n) for n in names)
 
 
 class _MaskBytes(dict):
