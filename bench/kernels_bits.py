@@ -1,8 +1,8 @@
 """What each bit width costs the kernels: instructions per MAC of the 1x1 and depthwise layers
 for every (bits_a, bits_w) pair, measured exactly in the emulator on one mbconv block
 (40 x 40 x 32 -> 96 -> 32, 5x5 depthwise). Every width has its own unpacking loops (8-bit and
-4-bit weights and 8-bit codes their SIMD paths, docs/kernels.md); all are in every build, so the
-code size does not depend on the widths a model uses.
+4-bit weights and 8-bit codes their SIMD paths; inputs of 3 or 4 bits with narrow weights packed
+products, docs/kernels.md); each build renders the helpers of its own pair.
 
     python bench/kernels_bits.py
 """

@@ -2,8 +2,8 @@
 the host with the portable definitions of the DSP instructions: both must leave the same arena,
 outside the scratch, for every path the optimized kernels take (8-bit, nibble and generic
 weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
-short tails, tiles grown into room above the scratch, two-channel passes, the byte pairs of
-4-bit codes, codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
+short tails, tiles grown into room above the scratch, two-channel passes, packed products
+(one and two channels a pass, rows of several packed sums, tails), the byte pairs of 4-bit codes, codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
 below and above 32, constant channels, residuals, clamps narrower than the code range; the
 head's pool over 8-bit words and the reader, maps past a 16-bit run). The
 reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
@@ -21,7 +21,8 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
-from qetool.compiler.kernels import ALL_WIDTH_HELPERS, POOL_RUN, layer_variants, tile_config
+from qetool.compiler.kernels import (ALL_WIDTH_HELPERS, POOL_RUN, layer_variants, pk_chunk, pk_packed, pk_shift,
+                                     tile_config)
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -63,7 +64,7 @@ def random_layer(rng: random.Random, op: str) -> dict:
     head = op == "head"
     k = 1 if op in ("conv1x1", "head") else rng.choice((3, 5, 7))
     s = 1 if op in ("conv1x1", "head") else rng.choice((1, 2))
-    cin = rng.choice((3, 5, 8, 12, 16, 24, 30, 32)) if op != "conv" else rng.choice((1, 3, 4))
+    cin = rng.choice((3, 5, 8, 12, 16, 24, 30, 32, 84, 160)) if op != "conv" else rng.choice((1, 3, 4))
     cout = cin if op == "dwconv" else rng.choice((1, 2, 4, 7, 8, 16, 24))
     h, w = rng.choice((1, 3, 5, 7, 9, 12)), rng.choice((1, 2, 5, 8, 11))
     if head and rng.random() < 0.2:  # more pixels than a 16-bit run of 8-bit codes holds
@@ -121,7 +122,7 @@ def random_layer(rng: random.Random, op: str) -> dict:
     blob = (struct.pack("<22I", *fields) + bytes(arena) + packed + bias.tobytes() + mult.tobytes()
             + shift.tobytes() + (mres.tobytes() if residual else b""))
     return dict(blob=blob, scratch_off=scratch_off, op=op, cin=cin, cout=cout, h=ho, w=wo, bx=bx,
-                bw=bw, by=by, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
+                bw=bw, by=by, sx=sx, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
                 room=room)
 
 
@@ -144,7 +145,8 @@ def output_paths(case: dict) -> set[str]:
     """The output paths of a 1x1 case (docs/kernels.md): two-channel passes with room, the
     byte pair of 4-bit codes, codes saturated at 8 bits (n >= 40 - bits), narrower codes that
     cross a byte, a residual at fixed bit positions, weights straight from Flash (two channels a
-    pass for 4-bit codes) and a short tail unpacked."""
+    pass for 4-bit codes) and a short tail unpacked; packed products one and two channels a pass,
+    over several sums and in a tail."""
     seen = set()
     cin, cout, by, shift = case["cin"], case["cout"], case["by"], case["shift"]
     two = cout > 1 and tile_config(case["room"], 2 * -(-cin // 4))[1]
@@ -159,7 +161,14 @@ def output_paths(case: dict) -> set[str]:
             seen.add("wide")
     if case["residual"] and cout * by % 8 == 0:
         seen.add("residual lanes")
-    if not two and cin % 8 == 0 and case["bw"] in (4, 8):
+    chunk = pk_chunk(case["bx"], case["bw"], case["sx"])
+    if chunk:
+        seen.add("packed two" if two else "packed")
+        if -(-cin // 4) > chunk:
+            seen.add("packed sums")
+        if not two and (case["h"] * case["w"]) % 8 and (case["h"] * case["w"]) % 8 < 4:
+            seen.add("packed tail")
+    elif not two and cin % 8 == 0 and case["bw"] in (4, 8):
         seen.add("direct pairs" if by == 4 and cout > 1 else "direct")
         if (case["h"] * case["w"]) % 8 and (case["h"] * case["w"]) % 8 < 4:
             seen.add("direct tail")
@@ -184,6 +193,7 @@ def test_the_cases_reach_every_path():
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
     assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct pairs", "direct tail"} <= seen
+    assert {"packed", "packed two", "packed sums", "packed tail"} <= seen
 
 
 def test_the_head_cases_reach_every_pool():
@@ -223,3 +233,43 @@ def test_each_width_pair_alone_renders_kernels_that_compile_cleanly(tmp_path):
         r = subprocess.run(["gcc", *WARNINGS, "-fsyntax-only", f"-I{tmp_path}", str(tmp_path / "qe_model_kernels.c")],
                            capture_output=True, text=True)
         assert r.returncode == 0, f"a{a}/w{w}, Cin {cin}, k {k}: {sorted(widths)}\n{r.stderr}"
+
+
+def test_packed_sums_fit_their_fields_and_the_c_agrees(tmp_path):
+    """Packed products (docs/kernels.md): for every packed pair, signed inputs or not, both lanes'
+    values stay within int16 and a sum of `pk_chunk` words keeps its low field in [0, 2^S) and
+    its dot product in [-2^(S-1), 2^(S-1)); the kernels' qe_pk_chunk equals kernels.pk_chunk for
+    every pair (0: not packed), so the latency model and the C take the same path."""
+    expected = []
+    for a in range(2, 9):
+        for w in range(2, 9):
+            for signed in (0, 1):
+                n = pk_chunk(a, w, bool(signed))
+                expected.append(f"{a} {w} {signed} {n}")
+                if not n:
+                    assert not pk_packed(a, w)
+                    continue
+                s = pk_shift(a, w)
+                x_lo, x_hi = code_range(a, bool(signed))
+                w_lo, w_hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+                assert -(1 << 15) <= x_lo * ((1 << s) + 1) and x_hi * ((1 << s) + 1) < 1 << 15
+                assert -(1 << 15) <= w_lo * ((1 << s) + 1) and w_hi * ((1 << s) + 1) < 1 << 15
+                p = max(abs(x_lo), x_hi) * -w_lo
+                assert 4 * n * p < 1 << (s - 1) and 2 * n * p < 1 << (s - 1)
+                assert 4 * (n + 1) * p >= 1 << (s - 1)  # the longest such sum
+    assert {(a, w) for a in range(3, 9) for w in range(2, 9) if pk_packed(a, w)} == {
+        (3, 2), (3, 3), (4, 2)}
+    arch = A.load(EXAMPLES / "paper_256k_1m.json")
+    model = lower(random_checkpoint(arch, 0))
+    g = graph_of(model)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=ALL_WIDTH_HELPERS)
+    for name in ("qe_model_kernels.h", "qe_model_kernels.c"):
+        (tmp_path / name).write_text(sources[name])
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "qe_model_kernels.c"\nint main(void) {\n'
+        '    for (uint32_t a = 2; a <= 8; a++) for (uint32_t w = 2; w <= 8; w++) for (uint32_t s = 0; s < 2; s++)\n'
+        '        printf("%u %u %u %u\\n", (unsigned)a, (unsigned)w, (unsigned)s, (unsigned)qe_pk_chunk(a, w, s));\n'
+        '    return 0;\n}\n')
+    subprocess.run(["gcc", "-O1", f"-I{tmp_path}", "-o", str(tmp_path / "chunks"), str(tmp_path / "main.c")], check=True)
+    out = subprocess.run([str(tmp_path / "chunks")], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:-1] == expected

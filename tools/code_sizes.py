@@ -10,7 +10,9 @@ networks that run every kernel (the paper's Table 1 network, 56 layers, and its 
 rows at 64 px), with every width helper rendered, build the board image with the board's flags
 and read the symbols' sizes. A kernel's bytes are its function's size and its fixed helpers'
 (qetool.compiler.kernels.REGISTRY); each width helper has its own entry (`widths`: a model
-counts those its layers need, pack.code_bytes); a layer's bytes are the slope of qe_model_run +
+counts those its layers need, pack.code_bytes). The packed products' branches in conv1x1_hwc are
+rendered only with their helpers: the 1x1's bytes come from a third build without them, and
+the difference counts with `pk_sums2`; a layer's bytes are the slope of qe_model_run +
 qe_model_layers over the two networks' layer counts; the runtime is qe_model_input,
 qe_model_arena, qe_model_layer_output and memset plus that line's intercept. Run it whenever a kernel, a template or the compiler flags change
 (docs/memory.md); a test keeps the table within 5 % of the ELF on every core.
@@ -36,7 +38,7 @@ from qetool.compiler.lower import lower  # noqa: E402
 from qetool.compiler.pack import CODE_SIZES, CODE_SIZES_FORMAT  # noqa: E402
 from qetool.compiler.plan import plan  # noqa: E402
 from qetool.compiler.pack import GRAPH_KERNELS  # noqa: E402
-from qetool.compiler.kernels import ALL_WIDTH_HELPERS, REGISTRY  # noqa: E402
+from qetool.compiler.kernels import ALL_WIDTH_HELPERS, PK_HELPERS, REGISTRY  # noqa: E402
 from qetool.compiler.render import DEFAULT_NAME, render_sources  # noqa: E402
 from qetool.device.boards import CORES, board_names, load_board  # noqa: E402
 from qetool.device.profile import symbol_sizes  # noqa: E402
@@ -50,12 +52,13 @@ PER_LAYER = (f"{DEFAULT_NAME}_run", f"{DEFAULT_NAME}_layers")
 RUNTIME = (f"{DEFAULT_NAME}_input", f"{DEFAULT_NAME}_arena", f"{DEFAULT_NAME}_layer_output", "memset")
 
 
-def build(arch: A.Arch, board_name: str, out: Path) -> Path:
-    """The board image of `arch` (seeded random weights) with every width helper, built from the
-    rendered sources alone: compile's report would need the very table this tool measures."""
+def build(arch: A.Arch, board_name: str, out: Path, widths: frozenset[str] = ALL_WIDTH_HELPERS) -> Path:
+    """The board image of `arch` (seeded random weights) with the width helpers `widths`, built
+    from the rendered sources alone: compile's report would need the very table this tool
+    measures."""
     model = lower(random_checkpoint(arch, 0))
     g = graph_of(model)
-    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=ALL_WIDTH_HELPERS)
+    sources = render_sources(g, graph_plan(g, plan(arch)), model.model_hash, widths=widths)
     for name, text in sources.items():
         (out / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (out / "src" / name).write_text(text)
@@ -80,6 +83,11 @@ def measure(board_name: str, work: Path) -> dict[str, int]:
     table.update({op: big[fn] + sum(big[h] for h in HELPERS.get(op, ())) for op, fn in KERNELS.items()})
     table["layer"] = layer
     table["widths"] = {h: big[fn] for h, fn in WIDTHS.items()}
+    plain = symbol_sizes(build(paper, board_name, work / "plain", ALL_WIDTH_HELPERS - set(PK_HELPERS)),
+                         (KERNELS["conv1x1"], *HELPERS["conv1x1"]))
+    plain_1x1 = plain[KERNELS["conv1x1"]] + sum(plain[h] for h in HELPERS["conv1x1"])
+    table["widths"]["pk_sums2"] += table["conv1x1"] - plain_1x1
+    table["conv1x1"] = plain_1x1
     return table
 
 

@@ -107,6 +107,34 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+PK_HELPERS = ("pk_fold", "pk_tile", "pk_row", "pk_sums2", "pk_channel", "dot2x4_pk", "dot8_pk", "dot_tail_pk")
+"""The 1x1's packed-product functions every packed layer needs (docs/kernels.md); beside them
+the input width's `pk_tile_b3`/`pk_tile_b4` and the weight width's `pk_row_b2`/`pk_row_b3`."""
+
+
+def pk_shift(bits_in: int, bits_w: int) -> int:
+    """S, the bit at which a packed SMLAD sums its products: 15 - max(bits_in, bits_w), so that
+    x_p + x_q * 2^S and w_q + w_p * 2^S stay within an int16 lane."""
+    return 15 - max(bits_in, bits_w)
+
+
+def pk_packed(bits_in: int, bits_w: int) -> bool:
+    """Whether a 1x1 layer runs packed products: inputs of 3 or 4 bits, together with the weights
+    at most 6 bits (a3w2, a3w3, a4w2: sums of at least 8 words; a3w4 and a4w3 would run 4 and
+    measured slower than the int16 pairs, docs/kernels.md)."""
+    return 3 <= bits_in <= 4 and bits_in + bits_w <= 6
+
+
+def pk_chunk(bits_in: int, bits_w: int, signed_in: bool) -> int:
+    """Packed words one sum may run, (2^(S-1) - 1) // (4 P) with P the largest |x * w|:
+    (2^bits_in - 1) * 2^(bits_w - 1), or 2^(bits_in + bits_w - 2) for signed inputs; 0 when the
+    pair is not packed (qe_pk_chunk)."""
+    if not pk_packed(bits_in, bits_w):
+        return 0
+    x = 1 << (bits_in - 1) if signed_in else (1 << bits_in) - 1
+    return ((1 << (pk_shift(bits_in, bits_w) - 1)) - 1) // (4 * (x << (bits_w - 1)))
+
+
 def _codes(bits: int, n: int) -> str:
     """The regime a row of n codes is read in: 8-bit words (b8), byte-aligned groups of eight
     (g<bits>) or the sequential reader (r, about the same cost at every width)."""
@@ -121,13 +149,17 @@ def _width(bits: int) -> str:
 
 
 def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: int, bits_res: int,
-                tiles: int, two: bool, nib: bool, w8: bool) -> dict[str, float]:
+                tiles: int, two: bool, nib: bool, w8: bool, chunk: int = 0) -> dict[str, float]:
     """The tile engine's terms (1x1 and the stem's tiles): per tile group; per channel and group
     (its requantization constants and weight row); per weight pair unpacked (by the row's
-    regime; rows unpacked one channel a pass cost a little more); per dot-product call and pair
-    (by kind); per output (byte codes, 4-bit codes paired into bytes, other narrower ones, a
-    residual) and per call of the functions that store narrower codes and residuals."""
+    regime; rows unpacked one channel a pass cost a little more) and, packed (`chunk` words a
+    sum, pk_chunk), per packed word of a row straight from the codes or else per word folded;
+    per dot-product call and pair or packed word (by kind) and per packed sum; per output (byte codes, 4-bit codes paired into bytes, other narrower
+    ones, a residual) and per call of the functions that store narrower codes and residuals."""
     pairs = 2 * _ceil(cin, 4)
+    words = pairs // 2
+    pk = "pk" if chunk else ""
+    sums = _ceil(words, chunk) if chunk else 0
     groups = _ceil(npx, CONV1X1_TILE * tiles)
     subs = _ceil(npx, CONV1X1_TILE)
     tail = npx - CONV1X1_TILE * (subs - 1)
@@ -152,43 +184,60 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
             t[f"{pre}.call.bits"] = calls
     row = f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"  # weight pairs unpacked, by regime
     unpacked = both + (0 if direct else rest)
-    if unpacked:
+    if chunk and cin % 8 == 0:  # packed rows straight from the codes
+        t[f"{pre}.pk.row"] = groups * unpacked * words
+    elif unpacked:
         t[row] = groups * unpacked * pairs
+        if chunk:  # unpacked, then folded: per packed word and channel
+            t[f"{pre}.pk.fold"] = groups * unpacked * words
     if rest and not direct:  # rows unpacked one channel a pass
         t[f"{pre}.row1"] = groups * rest * pairs
     halves = _ceil(npx, CONV1X1_TILE // 2)
     if both:
-        t[f"{pre}.dot2x4"] = both // 2 * halves * pairs
-        t[f"{pre}.dot2x4.call"] = both // 2 * halves
+        t[f"{pre}.dot2x4{pk}"] = both // 2 * halves * (words if chunk else pairs)
+        t[f"{pre}.dot2x4{pk}.call"] = both // 2 * halves
+        if chunk:
+            t[f"{pre}.dot2x4pk.sum"] = both // 2 * halves * sums
     if flash2:
         kind2 = "dot2x4w8" if w8 else "dot2x4w4"
         t[f"{pre}.{kind2}"] = flash2 // 2 * halves * pairs
         t[f"{pre}.{kind2}.call"] = flash2 // 2 * halves
     if rest:
         short = 1 if tail < CONV1X1_TILE // 2 else 0
-        kind = "dot8w8" if w8 else "dot8w4" if nib else "dot8"
+        kind = "dot8w8" if w8 else "dot8w4" if nib else f"dot8{pk}"
         if short and direct:  # the tail's rows are unpacked, one channel a pass
             t[row] = t.get(row, 0) + rest * pairs
             t[f"{pre}.row1"] = rest * pairs
-        t[f"{pre}.{kind}"] = rest * (subs - short) * pairs
+        t[f"{pre}.{kind}"] = rest * (subs - short) * (words if chunk else pairs)
         t[f"{pre}.{kind}.call"] = rest * (subs - short)
+        if chunk:
+            t[f"{pre}.dot8pk.sum"] = rest * (subs - short) * sums
         if short:
-            t[f"{pre}.tail"] = rest * tail * pairs
+            t[f"{pre}.tail{pk}"] = rest * tail * (words if chunk else pairs)
+            if chunk:
+                t[f"{pre}.tailpk.sum"] = rest * tail * sums
     return t
 
 
 def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
-    """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime)."""
+    """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime; packed
+    tiles per word straight from the codes, or unpacked and then folded per word and pixel)."""
     npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
     tiles, two = tile_config(s.room, pairs)
     two = two and s.cout > 1
-    nib = s.bits_w == 4 and s.cin % 8 == 0
+    chunk = pk_chunk(s.bits_in, s.bits_w, s.signed_in)
+    nib = not chunk and s.bits_w == 4 and s.cin % 8 == 0
     w8 = s.bits_w == 8 and s.cin % 4 == 0
-    t = _tile_terms("c1", npx, s.cin, s.cout, s.bits_w, s.bits_out, s.bits_res, tiles, two, nib, w8)
+    t = _tile_terms("c1", npx, s.cin, s.cout, s.bits_w, s.bits_out, s.bits_res, tiles, two, nib, w8, chunk)
     subs = _ceil(npx, CONV1X1_TILE)
     t["c1.layer"] = 1
     t["c1.sub"] = subs
-    t[f"c1.in.{_codes(s.bits_in, s.cin)}"] = subs * pairs
+    if chunk and s.cin % 8 == 0:  # a packed tile straight from the codes
+        t["c1.pk.tile"] = subs * pairs // 2
+    else:
+        t[f"c1.in.{_codes(s.bits_in, s.cin)}"] = subs * pairs
+        if chunk:  # unpacked, then folded: eight pixels per packed word
+            t["c1.pk.fold"] = t.get("c1.pk.fold", 0) + subs * pairs // 2 * CONV1X1_TILE
     return t
 
 
@@ -260,8 +309,15 @@ def _conv1x1_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out
     """A 1x1 layer's width helpers: its input width's tile function (tile_nib for 3, 5, 6 and
     7 bits beside nibble weights), its weight width's row function (none for nibble weights, whose
     rows unpack inline), the direct-from-Flash dot products of 8-bit and nibble weights (the
-    two-channel pass for 4-bit outputs, which pair into bytes), the residual's outputs."""
-    nib, w8 = bits_w == 4 and cin % 8 == 0, bits_w == 8 and cin % 4 == 0
+    two-channel pass for 4-bit outputs, which pair into bytes), the packed products' functions
+    (pk_packed: no nibble rows then), the residual's outputs."""
+    pk = pk_packed(bits_in, bits_w)
+    nib, w8 = not pk and bits_w == 4 and cin % 8 == 0, bits_w == 8 and cin % 4 == 0
+    if pk:  # straight from byte-aligned groups, else unpacked and folded
+        aligned = cin % 8 == 0
+        return frozenset((*PK_HELPERS, f"pk_tile_b{bits_in}" if aligned else f"tile_b{bits_in}",
+                          f"pk_row_b{bits_w}" if aligned else f"row_b{bits_w}",
+                          *(("outputs_res",) if residual else ())))
     out = {"tile_nib" if nib and bits_in not in (4, 8) else f"tile_b{bits_in}"}
     if not nib:
         out.add(f"row_b{bits_w}")
@@ -321,7 +377,9 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            ("dot8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs", "outputs_bits",
             "outputs2", "bytes_tail", "read_pairs"),
            (*(f"tile_b{b}" for b in range(3, 9)), "tile_nib", *(f"row_b{b}" for b in range(2, 9)),
-            "dot8_w8", "dot8_w4", "dot2x4_w8", "dot2x4_w4", "pass2_direct", "outputs_res"), _conv1x1_variants,
+            "dot8_w8", "dot8_w4", "dot2x4_w8", "dot2x4_w4", "pass2_direct", *PK_HELPERS,
+            "pk_tile_b3", "pk_tile_b4", "pk_row_b2", "pk_row_b3", "outputs_res"),
+           _conv1x1_variants,
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill", "dw_weights"),
            (*(f"dw_k{k}{s}" for k in (3, 5, 7) for s in ("", "_bits")), "dw_merge"), _dwconv_variants,
