@@ -3,7 +3,8 @@ the host with the portable definitions of the DSP instructions: both must leave 
 outside the scratch, for every path the optimized kernels take (8-bit, nibble and generic
 weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
 short tails, tiles grown into room above the scratch, two-channel passes, packed products
-(one and two channels a pass, rows of several packed sums, tails), the byte pairs of 4-bit codes, codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
+(one and two channels a pass, rows of several packed sums, tails), two channels' codes stored as a pair (4-bit ones a byte, 3-bit ones
+within a byte or across two, 5 to 7 bits across two), codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
 below and above 32, constant channels, residuals, clamps narrower than the code range; the
 head's pool over 8-bit words and the reader, maps past a 16-bit run). The
 reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
@@ -122,7 +123,7 @@ def random_layer(rng: random.Random, op: str) -> dict:
     blob = (struct.pack("<22I", *fields) + bytes(arena) + packed + bias.tobytes() + mult.tobytes()
             + shift.tobytes() + (mres.tobytes() if residual else b""))
     return dict(blob=blob, scratch_off=scratch_off, op=op, cin=cin, cout=cout, h=ho, w=wo, bx=bx,
-                bw=bw, by=by, sx=sx, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
+                bw=bw, by=by, sx=sx, sy=sy, full=(lo, hi) == code_range(by, sy), shift=shift, residual=residual,
                 room=room)
 
 
@@ -149,12 +150,17 @@ def output_paths(case: dict) -> set[str]:
     over several sums and in a tail."""
     seen = set()
     cin, cout, by, shift = case["cin"], case["cout"], case["by"], case["shift"]
-    two = cout > 1 and tile_config(case["room"], 2 * -(-cin // 4))[1]
+    packed = pk_packed(case["bx"], case["bw"]) and cin % 8 == 0
+    two = cout > 1 and tile_config(case["room"], 2 * -(-cin // 4), packed)[1]
     sat = [case["full"] and n >= 40 - by for n in shift]
+    pairs = [case["full"] and 32 <= n and (n <= 40 or not case["sy"]) for n in shift]  # qe_pair_kind
     if two and not case["residual"]:
         seen.add("two")
-        if by == 4 and cout % 2 == 0 and any(sat[o] and sat[o + 1] for o in range(0, cout - 1, 2)):
-            seen.add("pair4")
+        for o in range(0, cout - 1, 2):
+            at = o * by % 8
+            if by < 8 and cout * by % 8 == 0 and at + 2 * by <= 16 and pairs[o] and pairs[o + 1]:
+                seen.add(f"pair{by}" if by in (3, 4) else "pair5-7")
+                seen.add("pair, wide" if at + 2 * by > 8 and by == 3 else "pair")
     if by < 8 and cout * by % 8 == 0 and any(sat):
         seen.add("sat")
         if any((o * by) % 8 + by > 8 for o in range(cout)):
@@ -192,7 +198,8 @@ def test_the_cases_reach_every_path():
         seen |= output_paths(case)
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
-    assert {"two", "pair4", "sat", "wide", "residual lanes", "direct", "direct pairs", "direct tail"} <= seen
+    assert {"two", "pair3", "pair4", "pair5-7", "pair, wide", "sat", "wide", "residual lanes", "direct", "direct pairs",
+            "direct tail"} <= seen
     assert {"packed", "packed two", "packed sums", "packed tail"} <= seen
 
 

@@ -7,7 +7,9 @@ and depthwise changes of 2026-12-02 (the F746 example re-searched once more to f
 kernel code), and with the depthwise merge, the per-width unpacking and the head's pool of the same
 day's second session; and once the kernels file held only the width helpers a model's layers
 need (2026-12-02, third session); and when the host definition of qe_smlad began to wrap
-like SMLAD (fourth session: the Cortex-M code is the same to the byte). A kernel or template change that
+like SMLAD (fourth session: the Cortex-M code is the same to the byte); and when narrower codes
+of two channels began to be stored as a pair by a function per width, and packed tiles to
+count twice the sub-tiles (fifth session). A kernel or template change that
 alters the C of arch.json builds on purpose updates them, and says so in its commit."""
 
 import hashlib
@@ -19,8 +21,8 @@ from qetool.compiler.compile import compile_model
 from qetool.device.boards import load_board
 
 ROOT = Path(__file__).resolve().parent.parent
-BEFORE = {"paper_256k_1m": "3cbd7ce95bc9b39f8de99980cdc10ec8",
-          "searched_f746": "015ef3e598b96ec60e5e2a8e352e602d"}
+BEFORE = {"paper_256k_1m": "d28cc1fdc89a32e9842ece96e0c6c753",
+          "searched_f746": "034c1a0b3ce6f30883ebc3cfe50969f0"}
 
 
 def source_digest(build: Path) -> str:

@@ -78,29 +78,38 @@ class LayerShape:
 
 
 SUBTILES = 4
-"""At most this many 8-pixel sub-tiles per 1x1 or stem tile (QE_SUBTILES in the kernels)."""
+"""At most this many 8-pixel sub-tiles per 1x1 or stem tile (QE_SUBTILES in the kernels);
+packed tiles, half the words, twice as many (tile_config)."""
 
 
-def subtiles(room: int, words: int, extra: int) -> int:
+def subtiles(room: int, words: int, extra: int, cap: int = SUBTILES) -> int:
     """Sub-tiles of `words` int32 words that fit `room` bytes beside `extra` more words, at most
-    SUBTILES (qe_subtiles in templates/kernels.c.j2)."""
+    `cap` (qe_subtiles in templates/kernels.c.j2)."""
     n = (room // 4 - extra) // words if room // 4 >= extra + words else 0
-    return min(n, SUBTILES)
+    return min(n, cap)
 
 
-def tile_config(room: int, pairs: int) -> tuple[int, bool]:
-    """The tile engine in `room` bytes (the scratch span) for rows of `pairs` int16 pairs: its
-    sub-tiles (at least the one the planned scratch holds) and whether two channels a pass fit,
-    which takes two rows and both channels' sums of a tile group (as conv1x1_hwc decides)."""
-    sub = pairs * CONV1X1_TILE
-    tiles = max(1, subtiles(room, sub, pairs))
-    return tiles, subtiles(room, sub + 2 * CONV1X1_TILE, 2 * pairs) == tiles
+def _tile_shape(pairs: int, packed: bool) -> tuple[int, int]:
+    """A sub-tile's words and the sub-tiles' cap: packed tiles straight from the codes hold a
+    pixel's four channels a word, half the int16 pairs, so the same bytes buy twice as many."""
+    return (pairs // 2 if packed else pairs) * CONV1X1_TILE, 2 * SUBTILES if packed else SUBTILES
 
 
-def most_room(pairs: int) -> int:
-    """The smallest room in bytes that gives the tile engine SUBTILES sub-tiles and two channels
+def tile_config(room: int, pairs: int, packed: bool = False) -> tuple[int, bool]:
+    """The tile engine in `room` bytes (the scratch span) for rows of `pairs` int16 pairs (packed:
+    a packed 1x1 straight from the codes, packed_tiles): its sub-tiles (at least the one the
+    planned scratch holds) and whether two channels a pass fit, which takes two rows and both
+    channels' sums of a tile group (as conv1x1_hwc decides)."""
+    sub, cap = _tile_shape(pairs, packed)
+    tiles = max(1, subtiles(room, sub, pairs, cap))
+    return tiles, subtiles(room, sub + 2 * CONV1X1_TILE, 2 * pairs, cap) == tiles
+
+
+def most_room(pairs: int, packed: bool = False) -> int:
+    """The smallest room in bytes that gives the tile engine its most sub-tiles and two channels
     a pass (tile_config)."""
-    return 4 * (2 * pairs + SUBTILES * (pairs + 2) * CONV1X1_TILE)
+    sub, cap = _tile_shape(pairs, packed)
+    return 4 * (2 * pairs + cap * (sub + 2 * CONV1X1_TILE))
 
 
 def _ceil(a: int, b: int) -> int:
@@ -135,6 +144,12 @@ def pk_chunk(bits_in: int, bits_w: int, signed_in: bool) -> int:
     return ((1 << (pk_shift(bits_in, bits_w) - 1)) - 1) // (4 * (x << (bits_w - 1)))
 
 
+def packed_tiles(s: LayerShape) -> bool:
+    """Whether a layer's tiles are packed words straight from the codes (a packed 1x1 with
+    Cin % 8 == 0): the tile engine's shape then differs (tile_config)."""
+    return s.op == "conv1x1" and pk_packed(s.bits_in, s.bits_w) and s.cin % 8 == 0
+
+
 def _codes(bits: int, n: int) -> str:
     """The regime a row of n codes is read in: 8-bit words (b8), byte-aligned groups of eight
     (g<bits>) or the sequential reader (r, about the same cost at every width)."""
@@ -148,14 +163,24 @@ def _width(bits: int) -> str:
     return "b8" if bits == 8 else "bits"
 
 
+def _paired(cout: int, both: int, bits_out: int) -> int:
+    """Channels of the first `both` (two a pass) whose codes the pass stores two at a time
+    (outputs2): narrower than 8 bits, Cout * bits whole bytes, the pair of channel o (even) and
+    o + 1 within two bytes from bit (o * bits) mod 8."""
+    if bits_out >= 8 or cout * bits_out % 8:
+        return 0
+    return 2 * sum(1 for o in range(0, both, 2) if o * bits_out % 8 + 2 * bits_out <= 16)
+
+
 def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: int, bits_res: int,
                 tiles: int, two: bool, nib: bool, w8: bool, chunk: int = 0) -> dict[str, float]:
     """The tile engine's terms (1x1 and the stem's tiles): per tile group; per channel and group
     (its requantization constants and weight row); per weight pair unpacked (by the row's
     regime; rows unpacked one channel a pass cost a little more) and, packed (`chunk` words a
     sum, pk_chunk), per packed word of a row straight from the codes or else per word folded;
-    per dot-product call and pair or packed word (by kind) and per packed sum; per output (byte codes, 4-bit codes paired into bytes, other narrower
-    ones, a residual) and per call of the functions that store narrower codes and residuals."""
+    per dot-product call and pair or packed word (by kind) and per packed sum; per output (byte
+    codes, 4-bit codes paired into bytes, other narrower ones paired or alone, a residual) and per
+    call of the functions that store them."""
     pairs = 2 * _ceil(cin, 4)
     words = pairs // 2
     pk = "pk" if chunk else ""
@@ -167,19 +192,21 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
     both = 2 * (cout // 2) if two else 0
     flash2 = 2 * (cout // 2) if direct and not two and bits_out == 4 else 0  # two a pass, rows from Flash
     rest = cout - both - flash2
-    paired = both + flash2 if bits_out == 4 and not bits_res else 0  # 4-bit codes, two to a byte
+    pair_both = 0 if bits_res else _paired(cout, both, bits_out)  # codes stored two at a time
+    paired = pair_both + flash2  # flash2's 4-bit codes always pair
+    kind = "nib2" if bits_out == 4 else "pair"  # a byte store, or one read-modify-write a pair
     t = {f"{pre}.group": groups, f"{pre}.chan": groups * cout}
     if cout > paired:
         t[f"{pre}.out.{_width(bits_out)}"] = npx * (cout - paired)
     if paired:
-        t[f"{pre}.out.nib2"] = npx * paired
+        t[f"{pre}.out.{kind}"] = npx * paired
     if bits_res:
         t[f"{pre}.res"] = npx * cout
         t[f"{pre}.call.res"] = groups * both + subs * (flash2 + rest)  # one call per channel
-    elif paired:
-        t[f"{pre}.call.nib2"] = (groups * both + subs * flash2) // 2  # one call per pair
+    elif bits_out < 8 and both + flash2:  # every pair of a pass calls its width's pair_b<bits>
+        t[f"{pre}.call.{kind}"] = (groups * both + subs * flash2) // 2
     if bits_out < 8 and not bits_res:  # the narrower codes' own function, per call
-        calls = (0 if paired else groups * both + subs * flash2) + subs * rest
+        calls = groups * (both - pair_both) + subs * rest
         if calls:
             t[f"{pre}.call.bits"] = calls
     row = f"{pre}.row.{'nib' if nib else _codes(bits_w, cin)}"  # weight pairs unpacked, by regime
@@ -223,7 +250,7 @@ def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
     """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime; packed
     tiles per word straight from the codes, or unpacked and then folded per word and pixel)."""
     npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
-    tiles, two = tile_config(s.room, pairs)
+    tiles, two = tile_config(s.room, pairs, packed_tiles(s))
     two = two and s.cout > 1
     chunk = pk_chunk(s.bits_in, s.bits_w, s.signed_in)
     nib = not chunk and s.bits_w == 4 and s.cin % 8 == 0
@@ -310,15 +337,15 @@ def _conv1x1_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out
     7 bits beside nibble weights), its weight width's row function (none for nibble weights, whose
     rows unpack inline), the direct-from-Flash dot products of 8-bit and nibble weights (the
     two-channel pass for 4-bit outputs, which pair into bytes), the packed products' functions
-    (pk_packed: no nibble rows then), the residual's outputs."""
+    (pk_packed: no nibble rows then), the residual's outputs, the paired outputs of its width."""
     pk = pk_packed(bits_in, bits_w)
     nib, w8 = not pk and bits_w == 4 and cin % 8 == 0, bits_w == 8 and cin % 4 == 0
+    shared = {*(("outputs_res",) if residual else ()), *((f"pair_b{bits_out}",) if bits_out < 8 else ())}
     if pk:  # straight from byte-aligned groups, else unpacked and folded
         aligned = cin % 8 == 0
         return frozenset((*PK_HELPERS, f"pk_tile_b{bits_in}" if aligned else f"tile_b{bits_in}",
-                          f"pk_row_b{bits_w}" if aligned else f"row_b{bits_w}",
-                          *(("outputs_res",) if residual else ())))
-    out = {"tile_nib" if nib and bits_in not in (4, 8) else f"tile_b{bits_in}"}
+                          f"pk_row_b{bits_w}" if aligned else f"row_b{bits_w}", *shared))
+    out = {"tile_nib" if nib and bits_in not in (4, 8) else f"tile_b{bits_in}", *shared}
     if not nib:
         out.add(f"row_b{bits_w}")
     if w8 or nib:
@@ -326,8 +353,6 @@ def _conv1x1_variants(kernel: int, cin: int, bits_in: int, bits_w: int, bits_out
         out.add(f"dot8_{direct}")
         if bits_out == 4:
             out.update((f"dot2x4_{direct}", "pass2_direct"))
-    if residual:
-        out.add("outputs_res")
     return frozenset(out)
 
 
@@ -375,10 +400,11 @@ REGISTRY: dict[str, Kernel] = {k.op: k for k in (
            _conv_scratch, _conv_terms),
     Kernel("conv1x1", "conv1x1_hwc",
            ("dot8", "dot2x4", "dot_tail", "unpack_tile", "unpack_row", "outputs", "outputs_bits",
-            "outputs2", "bytes_tail", "read_pairs"),
+            "bytes_tail", "read_pairs"),
            (*(f"tile_b{b}" for b in range(3, 9)), "tile_nib", *(f"row_b{b}" for b in range(2, 9)),
             "dot8_w8", "dot8_w4", "dot2x4_w8", "dot2x4_w4", "pass2_direct", *PK_HELPERS,
-            "pk_tile_b3", "pk_tile_b4", "pk_row_b2", "pk_row_b3", "outputs_res"),
+            "pk_tile_b3", "pk_tile_b4", "pk_row_b2", "pk_row_b3", "outputs_res",
+            *(f"pair_b{b}" for b in range(3, 8))),
            _conv1x1_variants,
            "OI", (1,), (1,), False, _conv1x1_scratch, _conv1x1_terms),
     Kernel("dwconv", "dwconv_hwc_inplace", ("dw_channel", "dw_plane", "dw_fill", "dw_weights"),

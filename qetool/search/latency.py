@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from qetool.arch import HEAD_BITS, Arch, blocks, layers, out_size, tensors
-from qetool.compiler.kernels import REGISTRY, LayerShape, most_room, tile_config
+from qetool.compiler.kernels import REGISTRY, LayerShape, most_room, packed_tiles, tile_config
 from qetool.compiler.plan import timeline
 from qetool.device.boards import Board, board_names
 from qetool.errors import QetoolError
@@ -201,7 +201,7 @@ class SearchLatency:
     def _block(self, g: tuple, a: int, w: int, an: int, signed_in: bool) -> tuple:
         """Build the cache entry of a block and its bits: (cost with the most tiles everywhere,
         the smallest arena that gives it, fixed cost, its room-dependent layers as [shape, step
-        total less scratch, words of a weight row, {tile_config: cost}])."""
+        total less scratch, words of a weight row, packed tiles, {tile_config: cost}])."""
         h, cin, btn, cout, k, s = g
         ho, p = out_size(h, s), k // 2
         pad = (p, p, p, p)
@@ -217,10 +217,10 @@ class SearchLatency:
                                                 False, 0))
         layers, full, enough = [], fixed, 0
         for shape, step in tiled:
-            pairs = 2 * -(-(shape.kernel * shape.kernel * shape.cin) // 4)
-            live, room = t.totals[step] - t.scratch[step], most_room(pairs)
+            pairs, packed = 2 * -(-(shape.kernel * shape.kernel * shape.cin) // 4), packed_tiles(shape)
+            live, room = t.totals[step] - t.scratch[step], most_room(pairs, packed)
             cost = self.model.layer(replace(shape, room=room))
-            layers.append((shape, live, pairs, {tile_config(room, pairs): cost}))
+            layers.append((shape, live, pairs, packed, {tile_config(room, pairs, packed): cost}))
             full += cost
             enough = max(enough, live + room)
         hit = self._blocks[(g, a, w, an, signed_in)] = (full, enough, fixed, tuple(layers))
@@ -238,8 +238,8 @@ class SearchLatency:
                 total += full
                 continue
             total += fixed
-            for shape, live, pairs, costs in tiled:
-                config = tile_config(arena - live, pairs)
+            for shape, live, pairs, packed, costs in tiled:
+                config = tile_config(arena - live, pairs, packed)
                 cost = costs.get(config)
                 if cost is None:
                     cost = costs[config] = self.model.layer(replace(shape, room=arena - live))
