@@ -3,12 +3,14 @@ the host with the portable definitions of the DSP instructions: both must leave 
 outside the scratch, for every path the optimized kernels take (8-bit, nibble and generic
 weights, 8-bit and packed inputs, channel counts that are and are not multiples of 4 and 8,
 short tails, tiles grown into room above the scratch, two-channel passes, packed products
-(one and two channels a pass, rows of several packed sums, tails), two channels' codes stored as a pair (4-bit ones a byte, 3-bit ones
-within a byte or across two, 5 to 7 bits across two), codes saturated at 8 bits and codes that cross a byte, the stem's tile groups, shifts
-below and above 32, constant channels, residuals, clamps narrower than the code range; the
-head's pool over 8-bit words and the reader, maps past a 16-bit run). The
-reference kernels are bit-exact against the golden model in test_host_exact.py; whole networks
-run the optimized ones on the host there and in QEMU in test_emulator.py."""
+(one and two channels a pass, rows of several packed sums, tails, up to twice the sub-tiles),
+two channels' codes stored as a pair (4-bit ones a byte, 3-bit ones within a byte or across
+two, 5 to 7 bits across two; signed and unsigned), codes saturated at 8 bits and codes that
+cross a byte, the stem's tile groups, shifts below and above 32, constant channels, residuals,
+clamps narrower than the code range; the head's pool over 8-bit words and the reader, maps past
+a 16-bit run). The reference kernels are bit-exact against the golden model in
+test_host_exact.py; whole networks run the optimized ones on the host there and in QEMU in
+test_emulator.py."""
 
 import random
 import struct
@@ -22,8 +24,8 @@ import pytest
 from qetool import arch as A
 from qetool.compiler.arch_graph import graph_of, graph_plan
 from qetool.compiler.calibrate import random_checkpoint
-from qetool.compiler.kernels import (ALL_WIDTH_HELPERS, POOL_RUN, layer_variants, pk_chunk, pk_packed, pk_shift,
-                                     tile_config)
+from qetool.compiler.kernels import (ALL_WIDTH_HELPERS, POOL_RUN, SUBTILES, layer_variants, pk_chunk, pk_packed,
+                                     pk_shift, tile_config)
 from qetool.compiler.hostrun import WARNINGS
 from qetool.compiler.lower import code_range, lower
 from qetool.compiler.pack import act_bytes, kernel_order, pack_padded
@@ -161,6 +163,7 @@ def output_paths(case: dict) -> set[str]:
             if by < 8 and cout * by % 8 == 0 and at + 2 * by <= 16 and pairs[o] and pairs[o + 1]:
                 seen.add(f"pair{by}" if by in (3, 4) else "pair5-7")
                 seen.add("pair, wide" if at + 2 * by > 8 and by == 3 else "pair")
+                seen.add("pair, signed" if case["sy"] else "pair, unsigned")
     if by < 8 and cout * by % 8 == 0 and any(sat):
         seen.add("sat")
         if any((o * by) % 8 + by > 8 for o in range(cout)):
@@ -170,6 +173,8 @@ def output_paths(case: dict) -> set[str]:
     chunk = pk_chunk(case["bx"], case["bw"], case["sx"])
     if chunk:
         seen.add("packed two" if two else "packed")
+        if tile_config(case["room"], 2 * -(-cin // 4), packed)[0] > SUBTILES:
+            seen.add("packed, more sub-tiles")
         if -(-cin // 4) > chunk:
             seen.add("packed sums")
         if not two and (case["h"] * case["w"]) % 8 and (case["h"] * case["w"]) % 8 < 4:
@@ -198,9 +203,9 @@ def test_the_cases_reach_every_path():
         seen |= output_paths(case)
     assert {"w8", "nib", "groups", "reader"} <= {s[0] for s in seen if isinstance(s, tuple)}
     assert {"room", "tight", "residual", "plain"} <= seen
-    assert {"two", "pair3", "pair4", "pair5-7", "pair, wide", "sat", "wide", "residual lanes", "direct", "direct pairs",
-            "direct tail"} <= seen
-    assert {"packed", "packed two", "packed sums", "packed tail"} <= seen
+    assert {"two", "pair3", "pair4", "pair5-7", "pair, wide", "pair, signed", "pair, unsigned", "sat", "wide",
+            "residual lanes", "direct", "direct pairs", "direct tail"} <= seen
+    assert {"packed", "packed two", "packed sums", "packed tail", "packed, more sub-tiles"} <= seen
 
 
 def test_the_head_cases_reach_every_pool():

@@ -165,7 +165,7 @@ def _width(bits: int) -> str:
 
 def _paired(cout: int, both: int, bits_out: int) -> int:
     """Channels of the first `both` (two a pass) whose codes the pass stores two at a time
-    (outputs2): narrower than 8 bits, Cout * bits whole bytes, the pair of channel o (even) and
+    (pair_b<bits>): narrower than 8 bits, Cout * bits whole bytes, the pair of channel o (even) and
     o + 1 within two bytes from bit (o * bits) mod 8."""
     if bits_out >= 8 or cout * bits_out % 8:
         return 0
