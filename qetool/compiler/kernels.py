@@ -194,17 +194,17 @@ def _tile_terms(pre: str, npx: int, cin: int, cout: int, bits_w: int, bits_out: 
     rest = cout - both - flash2
     pair_both = 0 if bits_res else _paired(cout, both, bits_out)  # codes stored two at a time
     paired = pair_both + flash2  # flash2's 4-bit codes always pair
-    kind = "nib2" if bits_out == 4 else "pair"  # a byte store, or one read-modify-write a pair
+    store = "nib2" if bits_out == 4 else "pair"  # a byte store, or one read-modify-write a pair
     t = {f"{pre}.group": groups, f"{pre}.chan": groups * cout}
     if cout > paired:
         t[f"{pre}.out.{_width(bits_out)}"] = npx * (cout - paired)
     if paired:
-        t[f"{pre}.out.{kind}"] = npx * paired
+        t[f"{pre}.out.{store}"] = npx * paired
     if bits_res:
         t[f"{pre}.res"] = npx * cout
         t[f"{pre}.call.res"] = groups * both + subs * (flash2 + rest)  # one call per channel
     elif bits_out < 8 and both + flash2:  # every pair of a pass calls its width's pair_b<bits>
-        t[f"{pre}.call.{kind}"] = (groups * both + subs * flash2) // 2
+        t[f"{pre}.call.{store}"] = (groups * both + subs * flash2) // 2
     if bits_out < 8 and not bits_res:  # the narrower codes' own function, per call
         calls = groups * (both - pair_both) + subs * rest
         if calls:
@@ -250,7 +250,8 @@ def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
     """1x1: the tile engine, and each sub-tile's inputs unpacked once (per input regime; packed
     tiles per word straight from the codes, or unpacked and then folded per word and pixel)."""
     npx, pairs = s.h_out * s.w_out, 2 * _ceil(s.cin, 4)
-    tiles, two = tile_config(s.room, pairs, packed_tiles(s))
+    packed = packed_tiles(s)
+    tiles, two = tile_config(s.room, pairs, packed)
     two = two and s.cout > 1
     chunk = pk_chunk(s.bits_in, s.bits_w, s.signed_in)
     nib = not chunk and s.bits_w == 4 and s.cin % 8 == 0
@@ -259,7 +260,7 @@ def _conv1x1_terms(s: LayerShape) -> dict[str, float]:
     subs = _ceil(npx, CONV1X1_TILE)
     t["c1.layer"] = 1
     t["c1.sub"] = subs
-    if chunk and s.cin % 8 == 0:  # a packed tile straight from the codes
+    if packed:  # a packed tile straight from the codes
         t["c1.pk.tile"] = subs * pairs // 2
     else:
         t[f"c1.in.{_codes(s.bits_in, s.cin)}"] = subs * pairs
